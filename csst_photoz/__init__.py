@@ -1,0 +1,17 @@
+"""csst-photoz: survey-scale photometric redshifts for the China Space Station Telescope.
+
+The package follows the data flow of the survey processor:
+
+- :mod:`csst_photoz.instrument` -- the CSST survey camera (bands, zero points, noise, PSFs);
+- :mod:`csst_photoz.sim` -- the mock galaxy population and its synthetic CSST photometry;
+- :mod:`csst_photoz.metrics` -- photo-z quality metrics (sigma_NMAD, outlier fraction, bias).
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("csst-photoz")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]

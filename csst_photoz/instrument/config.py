@@ -1,0 +1,139 @@
+"""Typed, immutable configuration of the CSST survey camera, loadable from TOML."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "BandConfig",
+    "InstrumentConfig",
+    "ThroughputFigures",
+    "default_config_path",
+    "load_config",
+]
+
+CSST_BAND_ORDER: tuple[str, ...] = ("NUV", "u", "g", "r", "i", "z", "y")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ThroughputFigures(_Frozen):
+    """The figures a smooth throughput model is pinned to (see ``throughput_model``)."""
+
+    blue_half_max_angstrom: float = Field(gt=0)
+    red_half_max_angstrom: float = Field(gt=0)
+    pivot_angstrom: float = Field(gt=0)
+    peak_throughput: float = Field(gt=0, le=1)
+    edge_softness: float = Field(default=0.005, gt=0, lt=0.1)
+
+
+class BandConfig(_Frozen):
+    """One band: exposures, sky, and its throughput (smooth model or a two-column file)."""
+
+    n_exposures: int = Field(gt=0, description="number of exposures summed in the image")
+    sky_e_per_s: float = Field(ge=0, description="sky background [e-/s/pixel]")
+    throughput: ThroughputFigures | None = None
+    throughput_file: Path | None = Field(
+        default=None, description="two-column file: wavelength [Angstrom], throughput"
+    )
+
+    @model_validator(mode="after")
+    def _one_throughput(self) -> BandConfig:
+        if (self.throughput is None) == (self.throughput_file is None):
+            raise ValueError("give exactly one of 'throughput' (model figures) or 'throughput_file'")
+        return self
+
+
+class InstrumentConfig(_Frozen):
+    """The CSST survey camera. Defaults live in the packaged ``csst.toml``."""
+
+    aperture_diameter_m: float = Field(gt=0)
+    central_obscuration: float = Field(ge=0, lt=1)
+    pixel_scale_arcsec: float = Field(gt=0)
+    exposure_time_s: float = Field(gt=0, description="one exposure [s]")
+    dark_current_e_per_s: float = Field(ge=0, description="[e-/s/pixel]")
+    read_noise_e: float = Field(ge=0, description="[e-/pixel/exposure]")
+    psf_jitter_fwhm_arcsec: float = Field(ge=0)
+    bands: dict[str, BandConfig]
+
+    @model_validator(mode="after")
+    def _some_bands(self) -> InstrumentConfig:
+        if not self.bands:
+            raise ValueError("the instrument needs at least one band")
+        return self
+
+
+def default_config_path() -> Path:
+    """Path of the packaged default configuration (the paper's CSST values)."""
+    return Path(str(resources.files("csst_photoz.instrument") / "data" / "csst.toml"))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"instrument configuration not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"instrument configuration {path} is not valid TOML: {exc}") from None
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; a band's ``throughput_file`` replaces its model figures."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            if "throughput_file" in value:
+                merged[key] = {k: v for k, v in merged[key].items() if k != "throughput"}
+            if "throughput" in value:
+                merged[key] = {k: v for k, v in merged[key].items() if k != "throughput_file"}
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> InstrumentConfig:
+    """Load the instrument configuration: packaged defaults, then a TOML file, then keywords.
+
+    Parameters
+    ----------
+    path
+        Optional TOML file with the same layout as the packaged ``csst.toml``; its keys
+        override the defaults (tables are merged, so ``[bands.y] n_exposures = 6`` changes only
+        that value). Relative ``throughput_file`` paths are taken relative to this file.
+    **overrides
+        Top-level keys (e.g. ``pixel_scale_arcsec=0.074``) or ``bands={...}`` merged last.
+
+    Returns
+    -------
+    InstrumentConfig
+
+    Raises
+    ------
+    ValueError
+        For unknown keys, out-of-range values or malformed TOML, naming the file and the key.
+    """
+    data = _read_toml(default_config_path())
+    source = "the packaged defaults"
+    if path is not None:
+        path = Path(path)
+        user = _read_toml(path)
+        for band in user.get("bands", {}).values():
+            if isinstance(band, dict) and "throughput_file" in band:
+                band["throughput_file"] = path.parent / Path(band["throughput_file"])
+        data = _merge(data, user)
+        source = str(path)
+    data = _merge(data, overrides)
+    try:
+        return InstrumentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(f"invalid instrument configuration (from {source}): {exc}") from None
