@@ -20,11 +20,23 @@ from .throughput_model import band_from_figures, smooth_throughput
 
 #: 5-sigma point-source depths quoted by Zhou et al. 2022 (Table 1), NUV..y [AB].
 PAPER_DEPTHS_5SIGMA: dict[str, float] = {
-    "NUV": 25.4, "u": 25.4, "g": 26.3, "r": 26.0, "i": 25.9, "z": 25.2, "y": 24.4,
+    "NUV": 25.4,
+    "u": 25.4,
+    "g": 26.3,
+    "r": 26.0,
+    "i": 25.9,
+    "z": 25.2,
+    "y": 24.4,
 }
 #: Background noise per pixel quoted by Zhou et al. 2022 (Table 1), NUV..y [e-].
 PAPER_BACKGROUND_NOISE: dict[str, float] = {
-    "NUV": 10.65, "u": 7.84, "g": 9.93, "r": 10.59, "i": 10.59, "z": 9.56, "y": 11.53,
+    "NUV": 10.65,
+    "u": 7.84,
+    "g": 9.93,
+    "r": 10.59,
+    "i": 10.59,
+    "z": 9.56,
+    "y": 11.53,
 }
 
 __all__ = [

@@ -26,6 +26,7 @@ class Bandpass:
     source
         Where the curve came from (a file path or a model description), for error messages
         and provenance.
+
     """
 
     name: str
@@ -79,6 +80,7 @@ class Bandpass:
         Returns
         -------
         Bandpass
+
         """
         path = Path(path)
         band_name = name if name is not None else path.stem
@@ -87,7 +89,9 @@ class Bandpass:
         try:
             table = np.loadtxt(path, comments="#", ndmin=2, dtype=np.float64)
         except ValueError as exc:
-            raise ValueError(f"throughput file {path}: not a numeric two-column table ({exc})")
+            raise ValueError(
+                f"throughput file {path}: not a numeric two-column table ({exc})"
+            ) from None
         if table.shape[1] != 2:
             raise ValueError(
                 f"throughput file {path}: expected 2 columns (wavelength [Angstrom], "
@@ -112,7 +116,9 @@ class Bandpass:
 
         The count rate of a source of constant f_nu is ``area * f_nu / h * photon_integral``.
         """
-        return float(np.trapezoid(self.throughput / self.wavelength_angstrom, self.wavelength_angstrom))
+        return float(
+            np.trapezoid(self.throughput / self.wavelength_angstrom, self.wavelength_angstrom)
+        )
 
     @property
     def pivot_wavelength(self) -> float:

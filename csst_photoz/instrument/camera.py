@@ -44,6 +44,7 @@ class Instrument:
     ----------
     config
         The validated configuration.
+
     """
 
     config: InstrumentConfig
@@ -81,7 +82,9 @@ class Instrument:
         try:
             return self.config.bands[band]
         except KeyError:
-            raise KeyError(f"unknown band {band!r}; this instrument has {self.band_names}") from None
+            raise KeyError(
+                f"unknown band {band!r}; this instrument has {self.band_names}"
+            ) from None
 
     def per_band(self, figure: Callable[[str], float]) -> NDArray[np.float64]:
         """Evaluate a per-band figure (e.g. ``inst.zero_point_rate``) for every band, in order."""

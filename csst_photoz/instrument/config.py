@@ -48,7 +48,9 @@ class BandConfig(_Frozen):
     @model_validator(mode="after")
     def _one_throughput(self) -> BandConfig:
         if (self.throughput is None) == (self.throughput_file is None):
-            raise ValueError("give exactly one of 'throughput' (model figures) or 'throughput_file'")
+            raise ValueError(
+                "give exactly one of 'throughput' (model figures) or 'throughput_file'"
+            )
         return self
 
 
@@ -121,6 +123,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> InstrumentC
     ------
     ValueError
         For unknown keys, out-of-range values or malformed TOML, naming the file and the key.
+
     """
     data = _read_toml(default_config_path())
     source = "the packaged defaults"

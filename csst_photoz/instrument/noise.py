@@ -38,9 +38,10 @@ def aperture_snr(
     pixel in the aperture. Negative signals give negative SNRs (the source term is clipped at 0).
     """
     signal = np.asarray(signal_e, dtype=np.float64)
-    variance = np.clip(signal, 0.0, None) + np.asarray(n_pixels) * np.asarray(
-        background_noise_e, dtype=np.float64
-    ) ** 2
+    variance = (
+        np.clip(signal, 0.0, None)
+        + np.asarray(n_pixels) * np.asarray(background_noise_e, dtype=np.float64) ** 2
+    )
     return signal / np.sqrt(variance)
 
 

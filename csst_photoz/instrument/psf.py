@@ -36,6 +36,7 @@ def csst_psf(
     -------
     galsim.GSObject
         Unit flux, angular units of arcsec; the detector pixel is not included.
+
     """
     airy = galsim.Airy(
         lam=wavelength_angstrom / 10.0,

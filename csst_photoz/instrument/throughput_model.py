@@ -59,6 +59,7 @@ def smooth_throughput(
     -------
     numpy.ndarray
         Throughput at each wavelength.
+
     """
     wave = np.asarray(wavelength_angstrom, dtype=np.float64)
     centre = 0.5 * (blue_angstrom + red_angstrom)
@@ -115,8 +116,10 @@ def _solve(
         residuals,
         start,
         x_scale=np.array([blue_half_max * 0.01, red_half_max * 0.01, 0.5]),
-        bounds=([0.5 * blue_half_max, 0.5 * red_half_max, -40.0],
-                [2.0 * blue_half_max, 2.0 * red_half_max, 40.0]),
+        bounds=(
+            [0.5 * blue_half_max, 0.5 * red_half_max, -40.0],
+            [2.0 * blue_half_max, 2.0 * red_half_max, 40.0],
+        ),
         xtol=1e-12,
         ftol=1e-12,
     )
@@ -159,6 +162,7 @@ def band_from_figures(
     -------
     Bandpass
         Sampled every 5 A over the band and its wings.
+
     """
     if not 0 < blue_half_max_angstrom < pivot_angstrom < red_half_max_angstrom:
         raise ValueError(

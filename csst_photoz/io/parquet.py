@@ -29,6 +29,7 @@ def write_parquet_atomic(table: pa.Table, path: str | Path) -> Path:
     -------
     pathlib.Path
         The destination path.
+
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +57,7 @@ def read_parquet_table(path: str | Path, *, required_columns: Iterable[str] = ()
     Returns
     -------
     pyarrow.Table
+
     """
     path = Path(path)
     if not path.is_file():

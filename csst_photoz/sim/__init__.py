@@ -39,4 +39,5 @@ __all__ = [
     "select_snr",
     "simulate_catalog",
     "truth_schema",
+    "type_weights",
 ]

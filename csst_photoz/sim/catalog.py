@@ -45,7 +45,9 @@ _BAND_COLUMNS: dict[str, tuple[str, str]] = {
 
 
 def _field(name: str, dtype: pa.DataType, unit: str, description: str) -> pa.Field:
-    return pa.field(name, dtype, nullable=False, metadata={"unit": unit, "description": description})
+    return pa.field(
+        name, dtype, nullable=False, metadata={"unit": unit, "description": description}
+    )
 
 
 def truth_schema(band_names: tuple[str, ...]) -> pa.Schema:
@@ -114,13 +116,12 @@ def simulate_catalog(
     -------
     pyarrow.Table
         Columns of :func:`truth_schema`; schema metadata records seed, versions and bands.
+
     """
     instrument = instrument if instrument is not None else Instrument.default()
     config = population_config if population_config is not None else PopulationConfig()
     if reference_band not in instrument.band_names:
-        raise ValueError(
-            f"reference band {reference_band!r} is not one of {instrument.band_names}"
-        )
+        raise ValueError(f"reference band {reference_band!r} is not one of {instrument.band_names}")
     population = sample_population(n, np.random.default_rng(seed), config)
     photometer = SyntheticPhotometer.for_instrument(instrument, z_max=config.z_max)
     bulge, disk = _component_electrons(population, instrument, photometer, reference_band)

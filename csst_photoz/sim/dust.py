@@ -38,6 +38,7 @@ def calzetti_k(wavelength_angstrom: ArrayLike) -> NDArray[np.float64]:
     -------
     numpy.ndarray
         k(lambda), dimensionless.
+
     """
     wave_um = np.asarray(wavelength_angstrom, dtype=np.float64) * 1e-4
     inv = 1.0 / wave_um

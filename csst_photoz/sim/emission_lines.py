@@ -50,6 +50,7 @@ def line_fluxes(
     -------
     numpy.ndarray
         Shape (n, n_lines), lines in the order of ``LINE_WAVELENGTHS_ANGSTROM``.
+
     """
     oii = (
         OII_PER_UV_CONTINUUM_ANGSTROM

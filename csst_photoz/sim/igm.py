@@ -34,6 +34,7 @@ def madau_transmission(
     -------
     numpy.ndarray
         Transmission in [0, 1]; exactly 1 redward of Ly alpha at the source.
+
     """
     wave = np.asarray(wavelength_obs_angstrom, dtype=np.float64)
     z_em = np.asarray(redshift, dtype=np.float64)

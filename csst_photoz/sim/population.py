@@ -119,9 +119,7 @@ def _sizes_arcsec(
     z_grid = np.linspace(0.0, cfg.z_max, 801)
     z_grid[0] = 1e-3
     distmod = np.interp(z, z_grid, Planck18.distmod(z_grid).value)
-    kpc_per_arcsec = np.interp(
-        z, z_grid, Planck18.kpc_proper_per_arcmin(z_grid).value / 60.0
-    )
+    kpc_per_arcsec = np.interp(z, z_grid, Planck18.kpc_proper_per_arcmin(z_grid).value / 60.0)
     abs_mag = mag - distmod + 2.5 * np.log10(1.0 + z)  # flat-f_nu K-correction
     luminosity = np.clip(10.0 ** (-0.4 * (abs_mag - cfg.l_star_abs_mag)), 1e-3, 10.0)
     scatter = 10.0 ** (cfg.size_scatter_dex * rng.standard_normal((2, mag.size)))
@@ -149,6 +147,7 @@ def sample_population(
     Returns
     -------
     Population
+
     """
     if n < 0:
         raise ValueError(f"number of galaxies must be >= 0, got {n}")

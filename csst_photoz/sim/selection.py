@@ -50,6 +50,7 @@ def kron_like_snr(
         Pixel size [arcsec].
     background_noise_e
         Background noise per pixel [e-].
+
     """
     r_obs = np.hypot(np.asarray(galaxy_hlr_arcsec, dtype=np.float64), psf_hlr_arcsec)
     radius_pix = KRON_RADIUS_PER_HLR * r_obs / pixel_scale_arcsec

@@ -52,6 +52,7 @@ class SyntheticPhotometer:
         Calzetti k(lambda) on the rest-frame grid.
     bandpass_samples
         (wavelength, throughput) of each band, for the emission lines.
+
     """
 
     templates: TemplateSet
@@ -84,6 +85,7 @@ class SyntheticPhotometer:
             Redshift spacing of the IGM table.
         templates
             Rest-frame templates; default: GalSim's CWW set on a 1e-3 log grid.
+
         """
         templates = templates if templates is not None else load_cww_templates()
         grid = templates.wavelength_angstrom
@@ -126,7 +128,9 @@ class SyntheticPhotometer:
         z = np.asarray(redshift, dtype=np.float64)
         e = np.asarray(ebv, dtype=np.float64)
         if z.ndim != 1 or e.shape != z.shape:
-            raise ValueError(f"redshift and ebv must be 1-D of one length, got {z.shape}, {e.shape}")
+            raise ValueError(
+                f"redshift and ebv must be 1-D of one length, got {z.shape}, {e.shape}"
+            )
         if not (np.all(np.isfinite(z)) and np.all(np.isfinite(e))):
             raise ValueError("redshift and ebv must be finite")
         if np.any(z < 0) or np.any(z > self.z_max):
@@ -151,6 +155,7 @@ class SyntheticPhotometer:
         -------
         numpy.ndarray
             Shape (n, n_templates, n_bands), relative photon counts.
+
         """
         z, e = self._check(redshift, ebv)
         out = np.empty((z.size, self.templates.flux.shape[0], len(self.band_names)))
@@ -201,13 +206,12 @@ class SyntheticPhotometer:
         -------
         numpy.ndarray
             Shape (n, n_bands).
+
         """
         z, e = self._check(redshift, ebv)
         weights = np.asarray(type_weights, dtype=np.float64)
         uv_index = self.templates.fractional_index(UV_REFERENCE_ANGSTROM)
-        uv_flux = np.array(
-            [np.interp(uv_index, np.arange(f.size), f) for f in self.templates.flux]
-        )
+        uv_flux = np.array([np.interp(uv_index, np.arange(f.size), f) for f in self.templates.flux])
         fluxes = line_fluxes(weights @ uv_flux, star_forming_weight, e)
         observed = LINE_WAVELENGTHS_ANGSTROM[None, :] * (1.0 + z)[:, None]
         counts = np.empty((z.size, len(self.band_names)))

@@ -39,6 +39,7 @@ class TemplateSet:
         5500 A.
     names
         Template names.
+
     """
 
     log_step: float
@@ -74,6 +75,7 @@ def type_weights(spectral_type: ArrayLike, max_type: float) -> NDArray[np.float6
     -------
     numpy.ndarray
         Shape (n, max_type + 1); each row has at most two non-zero weights summing to 1.
+
     """
     t = np.asarray(spectral_type, dtype=np.float64)
     if np.any(~np.isfinite(t)) or np.any(t < 0) or np.any(t > max_type):
@@ -108,6 +110,7 @@ def load_cww_templates(
     Returns
     -------
     TemplateSet
+
     """
     n_wave = int(np.ceil(np.log(max_angstrom / min_angstrom) / log_step)) + 1
     grid = min_angstrom * np.exp(np.arange(n_wave) * log_step)
