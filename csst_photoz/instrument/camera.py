@@ -78,6 +78,11 @@ class Instrument:
                 curves[name] = band_from_figures(name, **band.throughput.model_dump())
         return curves
 
+    def bandpass(self, band: str) -> Bandpass:
+        """Total-throughput curve of one band."""
+        self._band(band)
+        return self.bandpasses[band]
+
     def _band(self, band: str) -> Any:
         try:
             return self.config.bands[band]
@@ -106,7 +111,7 @@ class Instrument:
     def zero_point_rate(self, band: str) -> float:
         """Count rate [e-/s] of an AB = 0 source: the band's AB zero point in e-/s."""
         area = self.collecting_area_cm2 * u.cm**2
-        rate = area * _AB_ZERO_FLUX / planck_h * self.bandpasses[band].photon_integral
+        rate = area * _AB_ZERO_FLUX / planck_h * self.bandpass(band).photon_integral
         return float(rate.to_value(1 / u.s))
 
     def zero_point_mag(self, band: str) -> float:
@@ -149,7 +154,7 @@ class Instrument:
     def psf(self, band: str) -> galsim.GSObject:
         """The band's optical PSF (Airy at the pivot wavelength convolved with jitter)."""
         return csst_psf(
-            wavelength_angstrom=self.bandpasses[band].pivot_wavelength,
+            wavelength_angstrom=self.bandpass(band).pivot_wavelength,
             aperture_diameter_m=self.config.aperture_diameter_m,
             central_obscuration=self.config.central_obscuration,
             jitter_fwhm_arcsec=self.config.psf_jitter_fwhm_arcsec,

@@ -6,9 +6,18 @@ import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "BandConfig",
@@ -64,13 +73,18 @@ class InstrumentConfig(_Frozen):
     dark_current_e_per_s: float = Field(ge=0, description="[e-/s/pixel]")
     read_noise_e: float = Field(ge=0, description="[e-/pixel/exposure]")
     psf_jitter_fwhm_arcsec: float = Field(ge=0)
-    bands: dict[str, BandConfig]
+    bands: Mapping[str, BandConfig]
 
-    @model_validator(mode="after")
-    def _some_bands(self) -> InstrumentConfig:
-        if not self.bands:
+    @field_validator("bands", mode="after")
+    @classmethod
+    def _read_only_bands(cls, bands: Mapping[str, BandConfig]) -> Mapping[str, BandConfig]:
+        if not bands:
             raise ValueError("the instrument needs at least one band")
-        return self
+        return MappingProxyType(dict(bands))
+
+    @field_serializer("bands")
+    def _bands_as_dict(self, bands: Mapping[str, BandConfig]) -> dict[str, BandConfig]:
+        return dict(bands)
 
 
 def default_config_path() -> Path:
@@ -130,6 +144,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> InstrumentC
     if path is not None:
         path = Path(path)
         user = _read_toml(path)
+        if not isinstance(user.get("bands", {}), dict):
+            raise ValueError(f"instrument configuration {path}: 'bands' must be a table of bands")
         for band in user.get("bands", {}).values():
             if isinstance(band, dict) and "throughput_file" in band:
                 band["throughput_file"] = path.parent / Path(band["throughput_file"])

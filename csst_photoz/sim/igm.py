@@ -38,8 +38,8 @@ def madau_transmission(
     """
     wave = np.asarray(wavelength_obs_angstrom, dtype=np.float64)
     z_em = np.asarray(redshift, dtype=np.float64)
-    if np.any(z_em < 0):
-        raise ValueError("redshift must be >= 0")
+    if np.any(~np.isfinite(z_em)) or np.any(z_em < 0):
+        raise ValueError("redshift must be finite and >= 0")
     one_plus_z = 1.0 + z_em
     tau = np.zeros(np.broadcast_shapes(wave.shape, z_em.shape))
     for line, coeff in zip(LYMAN_SERIES_ANGSTROM, LYMAN_SERIES_COEFF, strict=True):

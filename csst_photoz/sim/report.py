@@ -23,7 +23,7 @@ PAPER_SELECTED_NZ = {"peak": (0.6, 0.7), "median": 0.8, "mean": 0.9, "z_max": 4.
 _PERCENTILES = (5, 25, 50, 75, 95)
 
 
-def _redshift_peak(z: np.ndarray, *, bandwidth: float = 0.05) -> float:
+def _redshift_peak(z: np.ndarray, *, bandwidth: float = 0.1) -> float:
     """Mode of n(z): maximum of a Gaussian kernel density estimate of width ``bandwidth``."""
     if z.size < 2 or np.ptp(z) == 0:
         return float(z[0])

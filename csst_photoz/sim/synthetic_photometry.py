@@ -210,9 +210,19 @@ class SyntheticPhotometer:
         """
         z, e = self._check(redshift, ebv)
         weights = np.asarray(type_weights, dtype=np.float64)
+        sf_weight = np.asarray(star_forming_weight, dtype=np.float64)
+        if weights.shape != (z.size, self.templates.flux.shape[0]):
+            raise ValueError(
+                f"type_weights must have shape {(z.size, self.templates.flux.shape[0])}, "
+                f"got {weights.shape}"
+            )
+        if np.any(weights < 0) or not np.allclose(weights.sum(axis=1), 1.0):
+            raise ValueError("type_weights must be non-negative with rows summing to 1")
+        if sf_weight.shape != z.shape or np.any(~(sf_weight >= 0) | ~(sf_weight <= 1)):
+            raise ValueError("star_forming_weight must have shape (n,) and lie in [0, 1]")
         uv_index = self.templates.fractional_index(UV_REFERENCE_ANGSTROM)
         uv_flux = np.array([np.interp(uv_index, np.arange(f.size), f) for f in self.templates.flux])
-        fluxes = line_fluxes(weights @ uv_flux, star_forming_weight, e)
+        fluxes = line_fluxes(weights @ uv_flux, sf_weight, e)
         observed = LINE_WAVELENGTHS_ANGSTROM[None, :] * (1.0 + z)[:, None]
         counts = np.empty((z.size, len(self.band_names)))
         for b, (wave, thr) in enumerate(self.bandpass_samples):
