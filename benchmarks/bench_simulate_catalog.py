@@ -46,8 +46,8 @@ def main() -> None:
     population = sample_population(args.n, np.random.default_rng(0))
     stages = {
         "population draw": lambda: sample_population(args.n, np.random.default_rng(0)),
-        "template counts (dust + IGM, 4 templates x 7 bands)": lambda: (
-            photometer.template_counts(population.redshift, population.ebv)
+        "template counts (dust + IGM, 4 templates x 7 bands)": lambda: photometer.template_counts(
+            population.redshift, population.ebv
         ),
         "simulate_catalog (everything, incl. instrument set-up)": lambda: simulate_catalog(
             args.n, seed=0, instrument=instrument

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +88,11 @@ class Bandpass:
         if not path.is_file():
             raise FileNotFoundError(f"throughput file for band {band_name!r} not found: {path}")
         try:
-            table = np.loadtxt(path, comments="#", ndmin=2, dtype=np.float64)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", UserWarning)  # numpy's "input contained no data"
+                table = np.loadtxt(path, comments="#", ndmin=2, dtype=np.float64)
+        except UserWarning:
+            raise ValueError(f"throughput file {path}: contains no data rows") from None
         except ValueError as exc:
             raise ValueError(
                 f"throughput file {path}: not a numeric two-column table ({exc})"

@@ -41,7 +41,17 @@ class ThroughputFigures(_Frozen):
     red_half_max_angstrom: float = Field(gt=0)
     pivot_angstrom: float = Field(gt=0)
     peak_throughput: float = Field(gt=0, le=1)
-    edge_softness: float = Field(default=0.005, gt=0, lt=0.1)
+    edge_softness: float = Field(default=0.005, gt=0, le=0.01)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThroughputFigures:
+        if not self.blue_half_max_angstrom < self.pivot_angstrom < self.red_half_max_angstrom:
+            raise ValueError(
+                "need blue_half_max_angstrom < pivot_angstrom < red_half_max_angstrom, got "
+                f"{self.blue_half_max_angstrom}, {self.pivot_angstrom}, "
+                f"{self.red_half_max_angstrom}"
+            )
+        return self
 
 
 class BandConfig(_Frozen):
@@ -147,11 +157,13 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> InstrumentC
         if not isinstance(user.get("bands", {}), dict):
             raise ValueError(f"instrument configuration {path}: 'bands' must be a table of bands")
         for band in user.get("bands", {}).values():
-            if isinstance(band, dict) and "throughput_file" in band:
+            if isinstance(band, dict) and isinstance(band.get("throughput_file"), str):
                 band["throughput_file"] = path.parent / Path(band["throughput_file"])
         data = _merge(data, user)
         source = str(path)
-    data = _merge(data, overrides)
+    if overrides:
+        data = _merge(data, overrides)
+        source += " with keyword overrides " + ", ".join(sorted(overrides))
     try:
         return InstrumentConfig.model_validate(data)
     except ValidationError as exc:

@@ -152,8 +152,8 @@ def test_from_file_bad_tables_name_the_file(tmp_path, text, message):
 def test_from_file_without_data_names_the_file(tmp_path, text):
     path = _write(tmp_path / "empty.fil", text)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # numpy warns "input contained no data" on its own
-        with pytest.raises(ValueError, match=re.escape(str(path))):
+        warnings.simplefilter("error")  # the error replaces numpy's "no data" warning
+        with pytest.raises(ValueError, match=re.escape(str(path)) + ": contains no data rows"):
             Bandpass.from_file(path)
 
 
