@@ -4,6 +4,9 @@ Joint distribution of i-band magnitude, spectral class and redshift from the Bay
 photo-z priors of Benitez (2000, ApJ 536, 571; Table 1): p(T|m) and
 p(z|T,m) ∝ z^alpha exp(-(z / z_m(m))^alpha), z_m = z_0 + k_m (m - 20), truncated at z_max.
 Number counts dN/dm ∝ 10^(slope m) (slope 0.30, about the faint i-band slope of deep counts).
+Sizes: R_e = R_0 (L/L*)^beta (1+z)^-gamma with lognormal scatter (disk: R_0 = 6.5 kpc, beta =
+0.25, gamma = 0.75; bulge: 3 kpc, 0.5, 1.0), set so the median half-light radius of the sample
+falls from about 0.5" at i = 21-22 to 0.2" at i = 25-26, the trend of HST/ACS sizes in COSMOS.
 Within a class the continuous type is uniform over the class's templates; bulge and disk each
 get their own type (the bulge older), so galaxies have real colour gradients.
 """
@@ -54,8 +57,8 @@ class PopulationConfig(BaseModel):
     bulge_type_offset: float = Field(1.0, ge=0, description="bulge type = t - offset")
     disk_type_offset: float = Field(0.5, ge=0, description="disk type = t + offset x B/T")
     l_star_abs_mag: float = Field(-21.5, description="M* in the reference band (AB)")
-    disk_re_kpc: float = Field(5.0, gt=0, description="disk half-light radius of L* at z=0")
-    bulge_re_kpc: float = Field(2.5, gt=0, description="bulge half-light radius of L* at z=0")
+    disk_re_kpc: float = Field(6.5, gt=0, description="disk half-light radius of L* at z=0")
+    bulge_re_kpc: float = Field(3.0, gt=0, description="bulge half-light radius of L* at z=0")
     size_scatter_dex: float = Field(0.2, ge=0)
     disk_thickness: float = Field(0.15, gt=0, lt=1, description="intrinsic edge-on axis ratio")
 
