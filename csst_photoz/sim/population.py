@@ -27,6 +27,7 @@ __all__ = [
     "PopulationConfig",
     "bpz_class_probabilities",
     "sample_population",
+    "surface_density",
 ]
 
 #: Benitez (2000) classes and their prior parameters (m0 = 20, Table 1 of the paper).
@@ -50,6 +51,9 @@ class PopulationConfig(BaseModel):
     mag_min: float = Field(18.0, description="brightest reference-band AB magnitude")
     mag_max: float = Field(27.5, description="faintest reference-band AB magnitude")
     counts_slope: float = Field(0.30, gt=0, description="d log10 N / d m of the counts")
+    counts_at_24: float = Field(
+        6.3e4, gt=0, description="dN/dm at m = 24 [deg^-2 mag^-1] (about 1.8e5 deg^-2 to 25)"
+    )
     z_max: float = Field(4.0, gt=0, description="redshift truncation")
     ebv_scale: tuple[float, float, float] = Field(
         (0.02, 0.10, 0.08), description="half-normal width of E(B-V) per BPZ class"
@@ -84,6 +88,15 @@ class Population:
 
     def __len__(self) -> int:
         return int(self.redshift.size)
+
+
+def surface_density(config: PopulationConfig) -> float:
+    """Galaxies per square degree between ``mag_min`` and ``mag_max``."""
+    a = config.counts_slope * np.log(10.0)
+    scale = config.counts_at_24 / a
+    return float(
+        scale * (np.exp(a * (config.mag_max - 24.0)) - np.exp(a * (config.mag_min - 24.0)))
+    )
 
 
 def bpz_class_probabilities(mag: NDArray[np.float64]) -> NDArray[np.float64]:
