@@ -1,5 +1,6 @@
-"""Detector effects on rendered images: sky, dark and read noise, cosmic rays, hot pixels and
-saturation. Pure functions of arrays and a random generator.
+"""Detector effects on rendered images: noise, cosmic rays, hot pixels and saturation.
+
+Pure functions of arrays and a random generator.
 
 Images are background-subtracted electrons summed over a band's exposures (the paper's unit):
 the expected sky + dark level is added, the total is Poisson-sampled, read noise of every

@@ -164,7 +164,7 @@ def add_galaxies(
     numpy.ndarray
         ``image`` itself.
     """
-    n_bands, ny, nx = image.shape
+    n_bands = image.shape[0]
     if len(psfs) != n_bands or flux_bulge.shape[1] != n_bands or flux_disk.shape[1] != n_bands:
         raise ValueError(
             f"image has {n_bands} bands but got {len(psfs)} PSFs and fluxes for "

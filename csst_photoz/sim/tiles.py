@@ -1,5 +1,7 @@
-"""Simulated CSST sky tiles: galaxies placed at the population's density, rendered in every
-band with the band's PSF, plus detector noise and optional defects.
+"""Simulated CSST sky tiles with their truth tables.
+
+Galaxies are placed at the population's density, rendered in every band with the band's PSF,
+and given detector noise and optional defects.
 
 Every random draw comes from a seed derived from (master seed, tile id, purpose[, band]), so a
 tile is the same whichever worker renders it and in whatever order its bands are processed.
@@ -10,8 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import galsim
 import numpy as np
 import pyarrow as pa
+from astropy.io import fits
+from astropy.wcs import WCS
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -117,9 +122,6 @@ def tile_truth(
     position_rng = np.random.default_rng(spec.seed_for(_PURPOSE_POSITIONS))
     x = position_rng.uniform(-0.5, spec.nx - 0.5, size=n)
     y = position_rng.uniform(-0.5, spec.ny - 0.5, size=n)
-    from astropy.io import fits
-    from astropy.wcs import WCS
-
     wcs = WCS(fits.Header(tile_wcs_header(spec, scale)))
     ra, dec = wcs.all_pix2world(x, y, 0)
     columns = {
@@ -233,10 +235,12 @@ def band_planes(
 
 
 def _add_stars(
-    image: NDArray[np.float32], stars: dict[str, NDArray], electrons: NDArray, psf, scale: float
-) -> None:  # noqa: ANN001
-    import galsim
-
+    image: NDArray[np.float32],
+    stars: dict[str, NDArray],
+    electrons: NDArray,
+    psf: galsim.GSObject,
+    scale: float,
+) -> None:
     canvas = galsim.Image(image, xmin=1, ymin=1, scale=scale)
     for x, y, flux in zip(stars["x"], stars["y"], electrons, strict=True):
         profile = psf.withFlux(float(flux))
