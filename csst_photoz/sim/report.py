@@ -10,13 +10,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pyarrow as pa
+from astropy.visualization import make_lupton_rgb
 from scipy.stats import gaussian_kde
 
 from ..instrument import Instrument
+from ..tile import Tile
 from .synthetic_photometry import SyntheticPhotometer
 from .templates import TEMPLATE_NAMES
 
-__all__ = ["PAPER_SELECTED_NZ", "catalog_summary", "format_summary", "plot_catalog"]
+__all__ = [
+    "PAPER_SELECTED_NZ",
+    "catalog_summary",
+    "format_summary",
+    "plot_catalog",
+    "plot_tile_composite",
+]
 
 #: The paper's selected sample (SNR > 10 in g or i): n(z) peak range, median and mean.
 PAPER_SELECTED_NZ = {"peak": (0.6, 0.7), "median": 0.8, "mean": 0.9, "z_max": 4.0}
@@ -102,6 +110,44 @@ def _template_colour_tracks(instrument: Instrument, z: np.ndarray) -> dict[str, 
     with np.errstate(divide="ignore"):
         mags = -2.5 * np.log10(counts / rates[None, None, :])
     return {name: mags[:, k, :] for k, name in enumerate(TEMPLATE_NAMES)}
+
+
+def plot_tile_composite(
+    tile: Tile,
+    path: str | Path,
+    *,
+    bands: tuple[str, str, str] = ("i", "r", "g"),
+    stretch: float = 40.0,
+    q: float = 8.0,
+) -> Path:
+    """Save an RGB composite of a tile (Lupton et al. 2004 asinh stretch) as PNG.
+
+    Parameters
+    ----------
+    tile
+        The tile.
+    path
+        PNG to write.
+    bands
+        Bands for red, green and blue.
+    stretch, q
+        Parameters of :func:`astropy.visualization.make_lupton_rgb` (electrons).
+    """
+    red, green, blue = (tile.image[tile.band_index(band)] for band in bands)
+    rgb = make_lupton_rgb(red, green, blue, stretch=stretch, Q=q)
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.imshow(rgb, origin="lower")
+    ax.set(
+        title=f"tile {tile.tile_id}: {'/'.join(bands)}, {tile.shape[1]}x{tile.shape[0]} px",
+        xticks=[],
+        yticks=[],
+    )
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def plot_catalog(

@@ -33,6 +33,7 @@ __all__ = [
     "TileSpec",
     "band_planes",
     "simulate_tile",
+    "tile_grid",
     "tile_truth",
     "tile_wcs_header",
 ]
@@ -73,6 +74,30 @@ class TileSpec:
     def seed_for(self, purpose: int, *extra: int) -> np.random.SeedSequence:
         """Seed of one random stream of this tile (purpose, optionally band)."""
         return np.random.SeedSequence([self.seed, self.tile_id, purpose, *extra])
+
+
+def tile_grid(
+    n_tiles: int,
+    *,
+    nx: int = 2048,
+    ny: int = 2048,
+    seed: int = 0,
+    pixel_scale_arcsec: float = 0.075,
+    columns: int = 8,
+    centre_deg: tuple[float, float] = DEFAULT_FIELD_CENTRE_DEG,
+) -> list[TileSpec]:
+    """Specs of ``n_tiles`` adjacent tiles (ids 0..n-1) in rows of ``columns`` from a centre."""
+    if n_tiles < 0:
+        raise ValueError(f"n_tiles must be >= 0, got {n_tiles}")
+    width_deg = nx * pixel_scale_arcsec / 3600.0
+    height_deg = ny * pixel_scale_arcsec / 3600.0
+    specs = []
+    for tile_id in range(n_tiles):
+        row, column = divmod(tile_id, columns)
+        dec = centre_deg[1] + row * height_deg
+        ra = centre_deg[0] + column * width_deg / np.cos(np.radians(dec))
+        specs.append(TileSpec(tile_id, nx, ny, seed, (float(ra), float(dec))))
+    return specs
 
 
 def tile_wcs_header(spec: TileSpec, pixel_scale_arcsec: float) -> dict[str, object]:

@@ -1,0 +1,17 @@
+"""Where things live on disk: the one place that knows the project's path grammar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["tile_store_path", "tile_truth_path"]
+
+
+def tile_store_path(directory: str | Path, tile_id: int) -> Path:
+    """The zarr group of a tile: ``<directory>/tile_<id, 8 digits>.zarr``."""
+    return Path(directory) / f"tile_{tile_id:08d}.zarr"
+
+
+def tile_truth_path(directory: str | Path, tile_id: int) -> Path:
+    """The truth table of a simulated tile, beside it: ``tile_<id>_truth.parquet``."""
+    return Path(directory) / f"tile_{tile_id:08d}_truth.parquet"

@@ -1,0 +1,6 @@
+"""Execution on Dask: cluster helpers and the distributed jobs (tile simulation, ...)."""
+
+from .cluster import connect, gpus_visible
+from .simulate import TileSimulationResult, simulate_tiles
+
+__all__ = ["TileSimulationResult", "connect", "gpus_visible", "simulate_tiles"]
