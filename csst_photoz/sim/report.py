@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pyarrow as pa
+from astropy.stats import sigma_clipped_stats
 from astropy.visualization import make_lupton_rgb
 from scipy.stats import gaussian_kde
 
@@ -117,10 +118,12 @@ def plot_tile_composite(
     path: str | Path,
     *,
     bands: tuple[str, str, str] = ("i", "r", "g"),
-    stretch: float = 40.0,
+    stretch_sigma: float = 4.0,
     q: float = 8.0,
 ) -> Path:
     """Save an RGB composite of a tile (Lupton et al. 2004 asinh stretch) as PNG.
+
+    Each band is converted to nJy first, so colours are true flux-density ratios.
 
     Parameters
     ----------
@@ -130,11 +133,17 @@ def plot_tile_composite(
         PNG to write.
     bands
         Bands for red, green and blue.
-    stretch, q
-        Parameters of :func:`astropy.visualization.make_lupton_rgb` (electrons).
+    stretch_sigma
+        Linear range of the stretch in units of the green band's background noise.
+    q
+        Asinh softening of :func:`astropy.visualization.make_lupton_rgb`.
     """
-    red, green, blue = (tile.image[tile.band_index(band)] for band in bands)
-    rgb = make_lupton_rgb(red, green, blue, stretch=stretch, Q=q)
+    per_njy = tile.electrons_per_njy()
+    red, green, blue = (
+        tile.image[tile.band_index(band)] / per_njy[tile.band_index(band)] for band in bands
+    )
+    _, _, noise = sigma_clipped_stats(green, sigma=3.0, maxiters=5)
+    rgb = make_lupton_rgb(red, green, blue, stretch=stretch_sigma * noise, Q=q)
     fig, ax = plt.subplots(figsize=(8, 8))
     ax.imshow(rgb, origin="lower")
     ax.set(
