@@ -40,8 +40,8 @@ def connect(
     cluster (left running afterwards). With none, a local cluster is started for the block and
     shut down after it: ``dask_cuda.LocalCUDACluster`` (one worker per GPU) when GPUs are
     visible and dask-cuda is installed, else ``distributed.LocalCluster`` with one
-    single-threaded worker process per core. Local clusters listen on 127.0.0.1 only and start
-    no dashboard.
+    single-threaded worker process per core. Local clusters listen on 127.0.0.1 only, the
+    dashboard included (on a free port: ``client.dashboard_link``).
 
     Parameters
     ----------
@@ -77,7 +77,7 @@ def connect(
             n_gpus = 0
     if n_gpus:
         cluster = LocalCUDACluster(
-            n_workers=n_workers or n_gpus, ip="127.0.0.1", dashboard_address=None
+            n_workers=n_workers or n_gpus, ip="127.0.0.1", dashboard_address="127.0.0.1:0"
         )
     else:
         cluster = LocalCluster(
@@ -85,7 +85,7 @@ def connect(
             threads_per_worker=threads_per_worker,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
             memory_limit=memory_limit,
         )
     local = Client(cluster)

@@ -9,7 +9,7 @@ spec (the master seed and tile id), not on which worker ran it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import islice
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..instrument import Instrument, InstrumentConfig
 from ..io import write_parquet_atomic
 from ..io.paths import tile_store_path, tile_truth_path
-from ..io.tile_store import tile_size_on_disk, write_tile_zarr
+from ..io.tile_zarr import tile_size_on_disk, write_tile_zarr
 from ..sim.population import PopulationConfig
 from ..sim.render import RenderSettings
 from ..sim.tiles import DetectorEffects, TileSpec, simulate_tile
@@ -152,7 +152,8 @@ def simulate_tiles(
         tile_of[future.key] = spec.tile_id
         first.append(future)
     pending = as_completed(first)
-    with tqdm(desc="tiles", unit="tile", disable=not progress) as bar:
+    total = len(specs) if isinstance(specs, Sized) else None
+    with tqdm(desc="tiles", unit="tile", total=total, disable=not progress) as bar:
         for future in pending:
             try:
                 results.append(future.result())

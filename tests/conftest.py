@@ -1,4 +1,4 @@
-"""Shared, expensive objects for the simulation tests (built once per session)."""
+"""Shared, expensive objects for the tests (built once per session)."""
 
 import pytest
 
