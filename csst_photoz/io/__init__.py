@@ -1,5 +1,31 @@
-"""Reading and writing the project's files: catalogues (Parquet), with validation."""
+"""Reading and writing the project's files, with validation of everything read.
+
+Tiles as zarr groups (:mod:`.tile_zarr`) and per-band FITS (:mod:`.tile_fits`), catalogues as
+Parquet (:mod:`.parquet`), and the path grammar (:mod:`.paths`).
+"""
 
 from .parquet import read_parquet_table, write_parquet_atomic
+from .paths import tile_store_path, tile_truth_path
+from .tile_fits import read_tile_fits, tile_fits_path, write_tile_fits
+from .tile_zarr import (
+    TileFormatError,
+    TileZarrWriter,
+    read_tile_zarr,
+    tile_size_on_disk,
+    write_tile_zarr,
+)
 
-__all__ = ["read_parquet_table", "write_parquet_atomic"]
+__all__ = [
+    "TileFormatError",
+    "TileZarrWriter",
+    "read_parquet_table",
+    "read_tile_fits",
+    "read_tile_zarr",
+    "tile_fits_path",
+    "tile_size_on_disk",
+    "tile_store_path",
+    "tile_truth_path",
+    "write_parquet_atomic",
+    "write_tile_fits",
+    "write_tile_zarr",
+]
