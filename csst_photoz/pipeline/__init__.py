@@ -2,5 +2,12 @@
 
 from .cluster import connect, gpus_visible
 from .simulate import TileSimulationResult, simulate_tiles
+from .simulate_stamps import simulate_stamps
 
-__all__ = ["TileSimulationResult", "connect", "gpus_visible", "simulate_tiles"]
+__all__ = [
+    "TileSimulationResult",
+    "connect",
+    "gpus_visible",
+    "simulate_stamps",
+    "simulate_tiles",
+]
