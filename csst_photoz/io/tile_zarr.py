@@ -76,6 +76,10 @@ def _json_safe(value: Any) -> Any:
 class TileZarrWriter:
     """Write a tile band by band, then publish it atomically with :meth:`commit`.
 
+    The writer holds only paths, so it can be sent to other processes: bands may be written by
+    different Dask tasks (each band is its own set of chunks), and :meth:`commit` checks that
+    every band arrived before it renames the staging folder into place.
+
     Parameters
     ----------
     path
@@ -97,21 +101,21 @@ class TileZarrWriter:
         self.path = Path(path)
         self.shape = tuple(int(n) for n in shape)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._staging = Path(
+        self.staging = Path(
             tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         )
-        self._written: set[int] = set()
-        group = zarr.open_group(self._staging, mode="w", zarr_format=3)
+        group = zarr.open_group(self.staging, mode="w", zarr_format=3)
         chunks = (1, min(_CHUNK_SIDE, self.shape[1]), min(_CHUNK_SIDE, self.shape[2]))
-        self._arrays = {
-            name: group.create_array(
+        for name, dtype in _PLANES.items():
+            group.create_array(
                 name, shape=self.shape, chunks=chunks, dtype=dtype, compressors=_compressor()
             )
-            for name, dtype in _PLANES.items()
-        }
         group.attrs.update(
             {"format": FORMAT, "format_version": FORMAT_VERSION, **_json_safe(dict(attrs))}
         )
+
+    def _marker(self, band_index: int) -> Path:
+        return self.staging / f"band_{band_index}.written"
 
     def write_band(
         self,
@@ -120,34 +124,39 @@ class TileZarrWriter:
         variance: NDArray[np.float32],
         mask: NDArray[np.uint16],
     ) -> None:
-        """Store one band's planes."""
+        """Store one band's planes (from any process)."""
+        if not 0 <= band_index < self.shape[0]:
+            raise ValueError(f"{self.path}: band index {band_index} outside 0..{self.shape[0] - 1}")
         for name, plane in (("image", image), ("variance", variance), ("mask", mask)):
             if plane.shape != self.shape[1:]:
                 raise ValueError(
                     f"{self.path}: band {band_index} {name} has shape {plane.shape}, "
                     f"expected {self.shape[1:]}"
                 )
-            self._arrays[name][band_index] = plane.astype(_PLANES[name], copy=False)
-        self._written.add(band_index)
+            array = zarr.open_array(self.staging / name, mode="r+")
+            array[band_index] = plane.astype(_PLANES[name], copy=False)
+        self._marker(band_index).touch()
 
     def commit(self) -> Path:
         """Publish the tile at its final path (replacing any previous version whole)."""
-        missing = sorted(set(range(self.shape[0])) - self._written)
+        missing = [b for b in range(self.shape[0]) if not self._marker(b).exists()]
         if missing:
             self.abort()
             raise ValueError(f"{self.path}: bands {missing} were never written")
+        for b in range(self.shape[0]):
+            self._marker(b).unlink()
         if self.path.exists():
             retired = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
             os.replace(self.path, retired)
-            os.replace(self._staging, self.path)
+            os.replace(self.staging, self.path)
             shutil.rmtree(retired, ignore_errors=True)
         else:
-            os.replace(self._staging, self.path)
+            os.replace(self.staging, self.path)
         return self.path
 
     def abort(self) -> None:
         """Discard what was written."""
-        shutil.rmtree(self._staging, ignore_errors=True)
+        shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def _tile_attrs(tile: Tile) -> dict[str, Any]:

@@ -1,13 +1,16 @@
-"""Distributed tile simulation: one Dask task per tile, bounded submission, resumable.
+"""Distributed tile simulation: a short task chain per tile, bounded submission, resumable.
 
-Each task simulates one tile and writes it (zarr) and its truth table (Parquet) to paths that
-depend only on the tile id; a tile whose two files exist is skipped on a rerun. Task payloads
-are tile specs and settings (small), never arrays. The result of a tile depends only on its
-spec (the master seed and tile id), not on which worker ran it.
+Per tile: a task draws the galaxies, writes the truth table (Parquet) and stages the zarr
+group; seven band tasks render one band each into the staged group (a full 9216 x 9232 CSST
+detector is rendered seven-fold in parallel, with ~1.5 GB per task); a last task publishes the
+group by renaming it into place. Paths depend only on the tile id, and the published zarr group
+marks a finished tile, so a rerun skips it. Task payloads are specs, settings and paths, never
+arrays. The pixels depend only on the spec (master seed, tile id), not on which worker ran what.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass
@@ -19,14 +22,14 @@ from distributed import Client, as_completed
 from tqdm.auto import tqdm
 
 from ..instrument import Instrument, InstrumentConfig
-from ..io import write_parquet_atomic
+from ..io import read_parquet_table, write_parquet_atomic
 from ..io.paths import tile_store_path, tile_truth_path
-from ..io.tile_zarr import tile_size_on_disk, write_tile_zarr
+from ..io.tile_zarr import TileZarrWriter, tile_size_on_disk
 from ..sim.population import PopulationConfig
 from ..sim.render import RenderSettings
-from ..sim.tiles import DetectorEffects, TileSpec, simulate_tile
+from ..sim.tiles import DetectorEffects, TileSpec, band_planes, tile_attributes, tile_truth
 
-__all__ = ["TileSimulationResult", "simulate_one_tile", "simulate_tiles"]
+__all__ = ["TileSimulationResult", "simulate_tiles"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,15 @@ def _instrument(config_json: str) -> Instrument:
     return Instrument(InstrumentConfig.model_validate_json(config_json))
 
 
-def simulate_one_tile(
+@dataclass(frozen=True)
+class _Prepared:
+    spec: TileSpec
+    writer: TileZarrWriter | None  # None: the tile was already done
+    truth_path: Path
+    n_galaxies: int
+
+
+def _prepare_tile(
     spec: TileSpec,
     out_dir: str,
     *,
@@ -54,29 +65,72 @@ def simulate_one_tile(
     population_config: PopulationConfig,
     render: RenderSettings,
     effects: DetectorEffects,
-    overwrite: bool = False,
-) -> TileSimulationResult:
-    """Simulate and write one tile; the task each worker runs."""
-    store, truth_path = (
-        tile_store_path(out_dir, spec.tile_id),
-        tile_truth_path(out_dir, spec.tile_id),
-    )
+    overwrite: bool,
+) -> _Prepared:
+    """Draw the tile's galaxies, write its truth table, and stage its zarr group."""
+    store = tile_store_path(out_dir, spec.tile_id)
+    truth_path = tile_truth_path(out_dir, spec.tile_id)
     if not overwrite and store.exists() and truth_path.exists():
-        return TileSimulationResult(spec.tile_id, -1, 0.0, tile_size_on_disk(store), True)
+        return _Prepared(spec, None, truth_path, -1)
+    for stale in store.parent.glob(f".{store.name}.*.tmp"):  # left by an interrupted run
+        shutil.rmtree(stale, ignore_errors=True)
+    instrument = _instrument(instrument_json)
+    truth = tile_truth(spec, instrument=instrument, population_config=population_config)
+    write_parquet_atomic(truth, truth_path)
+    attributes = tile_attributes(
+        spec, instrument=instrument, n_galaxies=truth.num_rows, render=render, effects=effects
+    )
+    shape = (len(instrument.band_names), spec.ny, spec.nx)
+    writer = TileZarrWriter(store, shape, _tile_store_attrs(attributes))
+    return _Prepared(spec, writer, truth_path, truth.num_rows)
+
+
+def _tile_store_attrs(attributes: dict) -> dict:
+    return {
+        **attributes,
+        "bands": list(attributes["bands"]),
+        "zero_point_rate": list(attributes["zero_point_rate"]),
+        "exposure_time": list(attributes["exposure_time"]),
+    }
+
+
+def _render_band(
+    prepared: _Prepared,
+    band_index: int,
+    *,
+    instrument_json: str,
+    render: RenderSettings,
+    effects: DetectorEffects,
+) -> float:
+    """Render one band of a staged tile into its zarr group; returns the seconds it took."""
+    if prepared.writer is None:
+        return 0.0
     start = time.perf_counter()
-    tile, truth = simulate_tile(
-        spec,
+    truth = read_parquet_table(prepared.truth_path)
+    for b, image, variance, mask in band_planes(
+        prepared.spec,
+        truth,
         instrument=_instrument(instrument_json),
-        population_config=population_config,
         render=render,
         effects=effects,
-    )
-    # truth first, tile last: the tile store's presence marks a finished tile
-    write_parquet_atomic(truth, truth_path)
-    write_tile_zarr(tile, store)
-    seconds = time.perf_counter() - start
+        band_indices=[band_index],
+    ):
+        prepared.writer.write_band(b, image, variance, mask)
+    return time.perf_counter() - start
+
+
+def _commit_tile(prepared: _Prepared, *band_seconds: float) -> TileSimulationResult:
+    """Publish the tile once every band is written (the tile store marks a finished tile)."""
+    store = tile_store_path(prepared.truth_path.parent, prepared.spec.tile_id)
+    if prepared.writer is None:
+        return TileSimulationResult(prepared.spec.tile_id, -1, 0.0, tile_size_on_disk(store), True)
+    prepared.writer.commit()
     return TileSimulationResult(
-        spec.tile_id, truth.num_rows, seconds, tile_size_on_disk(store), False
+        prepared.spec.tile_id,
+        prepared.n_galaxies,
+        float(sum(band_seconds)),
+        tile_size_on_disk(store),
+        False,
     )
 
 
@@ -129,19 +183,37 @@ def simulate_tiles(
     instrument_json = instrument.config.model_dump_json()
     specs_iter: Iterator[TileSpec] = iter(specs)
 
+    settings = {"instrument_json": instrument_json, "render": render, "effects": effects}
+    n_bands = len(instrument.band_names)
+
     def submit(spec: TileSpec):
-        return client.submit(
-            simulate_one_tile,
+        """Three steps per tile: stage, one task per band (in parallel), commit."""
+        name = f"{spec.seed}-{spec.tile_id}"
+        prepared = client.submit(
+            _prepare_tile,
             spec,
             str(out_dir),
-            instrument_json=instrument_json,
             population_config=population_config,
-            render=render,
-            effects=effects,
             overwrite=overwrite,
-            key=f"simulate-tile-{spec.seed}-{spec.tile_id}",
+            key=f"tile-prepare-{name}",
             retries=retries,
             pure=False,
+            **settings,
+        )
+        bands = [
+            client.submit(
+                _render_band,
+                prepared,
+                b,
+                key=f"tile-band-{name}-{b}",
+                retries=retries,
+                pure=False,
+                **settings,
+            )
+            for b in range(n_bands)
+        ]
+        return client.submit(
+            _commit_tile, prepared, *bands, key=f"tile-commit-{name}", retries=retries, pure=False
         )
 
     results: list[TileSimulationResult] = []

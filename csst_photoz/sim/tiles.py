@@ -9,8 +9,9 @@ tile is the same whichever worker renders it and in whatever order its bands are
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import galsim
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "TileSpec",
     "band_planes",
     "simulate_tile",
+    "tile_attributes",
     "tile_grid",
     "tile_truth",
     "tile_wcs_header",
@@ -203,11 +205,13 @@ def band_planes(
     instrument: Instrument,
     render: RenderSettings = RenderSettings(),
     effects: DetectorEffects = DetectorEffects(),
+    band_indices: Sequence[int] | None = None,
 ) -> Iterator[tuple[int, NDArray[np.float32], NDArray[np.float32], NDArray[np.uint16]]]:
     """Render, band by band, the image, variance and mask of a tile.
 
-    One band is in memory at a time (a full 9216 x 9232 CSST detector needs ~1 GB per band), so
-    callers can stream bands to a tile store.
+    One band is in memory at a time (a full 9216 x 9232 CSST detector needs ~1.5 GB per band),
+    so callers can stream bands to a tile store, or render bands in separate tasks
+    (``band_indices``): each band's result depends only on the spec, never on the others.
 
     Yields
     ------
@@ -218,7 +222,8 @@ def band_planes(
     galaxies = _truth_arrays(truth, bands)
     stars = _bright_stars(spec, effects)
     scale = instrument.config.pixel_scale_arcsec
-    for b, band in enumerate(bands):
+    for b in range(len(bands)) if band_indices is None else band_indices:
+        band = bands[b]
         psf = instrument.psf(band)
         signal = np.zeros((1, spec.ny, spec.nx), dtype=np.float32)
         add_galaxies(
@@ -318,25 +323,36 @@ def simulate_tile(
         spec, truth, instrument=instrument, render=render, effects=effects
     ):
         image[b], variance[b], mask[b] = band_image, band_variance, band_mask
-    tile = Tile(
-        tile_id=spec.tile_id,
-        bands=bands,
-        image=image,
-        variance=variance,
-        mask=mask,
-        zero_point_rate=tuple(instrument.per_band(instrument.zero_point_rate)),
-        exposure_time=tuple(instrument.per_band(instrument.exposure_time)),
-        pixel_scale_arcsec=instrument.config.pixel_scale_arcsec,
-        wcs_header=tile_wcs_header(spec, instrument.config.pixel_scale_arcsec),
-        meta={
+    attributes = tile_attributes(
+        spec, instrument=instrument, n_galaxies=truth.num_rows, render=render, effects=effects
+    )
+    return Tile(image=image, variance=variance, mask=mask, **attributes), truth
+
+
+def tile_attributes(
+    spec: TileSpec,
+    *,
+    instrument: Instrument,
+    n_galaxies: int,
+    render: RenderSettings,
+    effects: DetectorEffects,
+) -> dict[str, Any]:
+    """Everything of a simulated :class:`Tile` except its pixel planes."""
+    return {
+        "tile_id": spec.tile_id,
+        "bands": instrument.band_names,
+        "zero_point_rate": tuple(instrument.per_band(instrument.zero_point_rate)),
+        "exposure_time": tuple(instrument.per_band(instrument.exposure_time)),
+        "pixel_scale_arcsec": instrument.config.pixel_scale_arcsec,
+        "wcs_header": tile_wcs_header(spec, instrument.config.pixel_scale_arcsec),
+        "meta": {
             "simulator": "csst_photoz.sim",
             "simulator_version": SIMULATOR_VERSION,
             "package_version": __version__,
             "seed": spec.seed,
-            "n_galaxies": truth.num_rows,
+            "n_galaxies": n_galaxies,
             "paper_setup": render.paper_setup,
             "effects": effects.model_dump(),
             "mask_bits": {bit.name: int(bit) for bit in MaskBit},
         },
-    )
-    return tile, truth
+    }

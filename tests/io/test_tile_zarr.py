@@ -86,7 +86,7 @@ def test_streamed_writer_needs_every_band_before_commit(tmp_path):
 
 def test_chunks_are_one_band_of_at_most_4_mb(tmp_path):
     writer = TileZarrWriter(tmp_path / "big.zarr", (7, 2048, 2048), {"tile_id": 1})
-    chunks = writer._arrays["image"].chunks
+    chunks = zarr.open_array(writer.staging / "image").chunks
     writer.abort()
     assert chunks[0] == 1 and 1e6 <= np.prod(chunks) * 4 <= 4.2e6
 
