@@ -55,3 +55,53 @@ def test_bad_config_is_a_clear_error_not_a_traceback(tmp_path, capsys):
 def test_invalid_galaxy_count_is_rejected(tmp_path, n):
     with pytest.raises(SystemExit):
         main(["simulate", "catalog", "--n", n, "--seed", "1", "--out", str(tmp_path / "t.parquet")])
+
+
+def test_simulate_tiles_and_stamps_write_their_stores(tmp_path, capsys):
+    from csst_photoz.io import read_tile_zarr, tile_store_path
+
+    code = main(
+        [
+            "simulate",
+            "tiles",
+            "--n-tiles",
+            "2",
+            "--size",
+            "64",
+            "--seed",
+            "3",
+            "--out",
+            str(tmp_path / "tiles"),
+            "--workers",
+            "1",
+        ]
+    )
+    assert code == 0
+    tile = read_tile_zarr(tile_store_path(tmp_path / "tiles", 1))
+    assert tile.image.shape == (7, 64, 64)
+    assert "simulated 2 tiles" in capsys.readouterr().out
+
+    code = main(
+        [
+            "simulate",
+            "stamps",
+            "--n",
+            "6",
+            "--seed",
+            "3",
+            "--size",
+            "32",
+            "--out",
+            str(tmp_path / "stamps"),
+            "--workers",
+            "1",
+        ]
+    )
+    assert code == 0
+    import zarr
+
+    stamps = zarr.open_group(tmp_path / "stamps" / "stamps.zarr", mode="r")["stamps"]
+    table = read_parquet_table(tmp_path / "stamps" / "stamps.parquet")
+    assert stamps.shape == (6, 7, 32, 32) and table.num_rows == 6
+    assert np.all(table["selected"].to_numpy(zero_copy_only=False))
+    assert "simulated 6 stamps" in capsys.readouterr().out
