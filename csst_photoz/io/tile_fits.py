@@ -25,7 +25,8 @@ from .tile_zarr import TileFormatError
 __all__ = ["read_tile_fits", "tile_fits_path", "write_tile_fits"]
 
 CSST_BANDS = ("NUV", "u", "g", "r", "i", "z", "y")
-_WCS_KEYS_COMPARED = ("CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CD1_1", "CD1_2", "CD2_1", "CD2_2")
+_WCS_TOLERANCE = 1e-9
+_ELECTRON_UNITS = ("electron", "electrons", "e-")
 
 
 def tile_fits_path(directory: str | Path, tile_id: int, band: str) -> Path:
@@ -97,7 +98,30 @@ def _read_band(path: Path) -> dict:
     for key in ("BAND", "EXPTIME", "ZPRATE", "PIXSCALE"):
         if key not in header:
             raise TileFormatError(f"{path}: header keyword {key} is missing")
-    return {"header": header, "image": image, "variance": variance, "mask": mask}
+    unit = str(header.get("BUNIT", "electron")).strip().lower()
+    if unit not in _ELECTRON_UNITS:
+        raise TileFormatError(f"{path}: BUNIT is {header['BUNIT']!r}, expected 'electron'")
+    try:
+        wcs = WCS(header).celestial
+    except Exception as exc:  # astropy.wcs raises several types for bad headers
+        raise TileFormatError(f"{path}: unusable WCS ({type(exc).__name__}: {exc})") from exc
+    if wcs.naxis != 2:
+        raise TileFormatError(f"{path}: no celestial WCS in the primary header")
+    return {"header": header, "image": image, "variance": variance, "mask": mask, "wcs": wcs}
+
+
+def _wcs_difference(a: WCS, b: WCS) -> str | None:
+    """The first WCS element in which two bands differ, or None."""
+    if list(a.wcs.ctype) != list(b.wcs.ctype):
+        return f"CTYPE {list(b.wcs.ctype)} vs {list(a.wcs.ctype)}"
+    for name, x, y in (
+        ("CRVAL", a.wcs.crval, b.wcs.crval),
+        ("CRPIX", a.wcs.crpix, b.wcs.crpix),
+        ("CD", a.pixel_scale_matrix, b.pixel_scale_matrix),
+    ):
+        if not np.allclose(x, y, rtol=0, atol=_WCS_TOLERANCE):
+            return f"{name} {np.asarray(y).tolist()} vs {np.asarray(x).tolist()}"
+    return None
 
 
 def read_tile_fits(
@@ -128,13 +152,19 @@ def read_tile_fits(
         Naming the file: unreadable, missing HDUs or keywords, missing or duplicate bands,
         bands whose shape or WCS differ.
     """
-    files = [Path(p) for p in (paths.values() if isinstance(paths, Mapping) else paths)]
+    if isinstance(paths, Mapping):
+        labelled = [(str(band), Path(p)) for band, p in paths.items()]
+    else:
+        labelled = [(None, Path(p)) for p in paths]
+    files = [path for _, path in labelled]
     by_band: dict[str, tuple[Path, dict]] = {}
-    for path in files:
+    for label, path in labelled:
         if not path.is_file():
             raise TileFormatError(f"{path}: file not found")
         content = _read_band(path)
         band = str(content["header"]["BAND"])
+        if label is not None and label != band:
+            raise TileFormatError(f"{path}: given as band {label!r} but its BAND is {band!r}")
         if band in by_band:
             raise TileFormatError(f"band {band} given twice: {by_band[band][0]} and {path}")
         by_band[band] = (path, content)
@@ -151,10 +181,13 @@ def read_tile_fits(
                 f"{path}: shape {content['image'].shape} differs from {first_path} "
                 f"{first['image'].shape}"
             )
-        for key in _WCS_KEYS_COMPARED:
-            a, b = first["header"].get(key, 0.0), content["header"].get(key, 0.0)
-            if not np.isclose(a, b, rtol=0, atol=1e-9 * max(1.0, abs(a))):
-                raise TileFormatError(f"{path}: WCS {key}={b} differs from {first_path} ({a})")
+        difference = _wcs_difference(first["wcs"], content["wcs"])
+        if difference is not None:
+            raise TileFormatError(f"{path}: WCS differs from {first_path}: {difference}")
+        for key in ("TILEID", "PIXSCALE"):
+            a, b = first["header"].get(key), content["header"].get(key)
+            if a != b:
+                raise TileFormatError(f"{path}: {key}={b} differs from {first_path} ({a})")
     image = np.stack([by_band[b][1]["image"] for b in bands])
     variance = np.stack([by_band[b][1]["variance"] for b in bands])
     mask = np.stack([by_band[b][1]["mask"] for b in bands])
@@ -166,7 +199,9 @@ def read_tile_fits(
         if "TILEID" not in header:
             raise TileFormatError(f"{first_path}: no TILEID keyword; pass tile_id")
         tile_id = int(header["TILEID"])
-    wcs_header = {key: value for key, value in WCS(header).to_header().items()}
+    elif "TILEID" in header and int(header["TILEID"]) != tile_id:
+        raise TileFormatError(f"{first_path}: TILEID={header['TILEID']}, but tile_id={tile_id}")
+    wcs_header = dict(first["wcs"].to_header().items())
     return Tile(
         tile_id=tile_id,
         bands=tuple(bands),

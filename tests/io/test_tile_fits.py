@@ -81,7 +81,7 @@ def test_band_with_another_shape_or_wcs_is_named(tmp_path):
         read_tile_fits([*paths[:3], other[3], *paths[4:]])
     with fits.open(paths[5], mode="update") as hdus:
         hdus[0].header["CRVAL1"] += 1e-3
-    with pytest.raises(TileFormatError, match=r"tile4_z\.fits: WCS CRVAL1"):
+    with pytest.raises(TileFormatError, match=r"tile4_z\.fits: WCS differs from .*: CRVAL"):
         read_tile_fits(paths)
 
 
@@ -119,3 +119,32 @@ def test_nonfinite_pixels_are_masked(tmp_path):
     assert back.image[6, 3, 3] == 0 and np.isinf(back.variance[6, 3, 3])
     assert back.mask[6, 3, 3] & MaskBit.NONFINITE
     assert back.meta["nonfinite_pixels"] == [0, 0, 0, 0, 0, 0, 1]
+
+
+def test_band_with_another_pixel_matrix_is_named(tmp_path):
+    paths = write_tile_fits(make_tile(), tmp_path)  # the writer stores the WCS as PC + CDELT
+    with fits.open(paths[1], mode="update") as hdus:
+        hdus[0].header["CDELT1"] = 1.001
+    with pytest.raises(TileFormatError, match=r"tile4_u\.fits: WCS differs .*CD"):
+        read_tile_fits(paths)
+
+
+def test_files_of_another_tile_or_unit_are_named(tmp_path):
+    paths = write_tile_fits(make_tile(), tmp_path)
+    other = write_tile_fits(make_tile(tile_id=5), tmp_path / "other")
+    with pytest.raises(TileFormatError, match=r"tile5_r\.fits: TILEID=5 differs"):
+        read_tile_fits([*paths[:3], other[3], *paths[4:]])
+    with pytest.raises(TileFormatError, match=r"tile4_NUV\.fits: TILEID=4, but tile_id=9"):
+        read_tile_fits(paths, tile_id=9)
+    with fits.open(paths[2], mode="update") as hdus:
+        hdus[0].header["BUNIT"] = "ADU"
+    with pytest.raises(TileFormatError, match=r"tile4_g\.fits: BUNIT is 'ADU'"):
+        read_tile_fits(paths)
+
+
+def test_mapping_band_must_match_the_band_keyword(tmp_path):
+    tile = make_tile()
+    paths = dict(zip(tile.bands, write_tile_fits(tile, tmp_path), strict=True))
+    paths["u"], paths["g"] = paths["g"], paths["u"]
+    with pytest.raises(TileFormatError, match=r"tile4_g\.fits: given as band 'u' but its BAND"):
+        read_tile_fits(paths)

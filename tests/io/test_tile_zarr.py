@@ -185,3 +185,31 @@ def test_nonfinite_pixels_are_masked_not_used(tmp_path):
         assert back.image[b, y, x] == 0 and np.isinf(back.variance[b, y, x])
         assert back.mask[b, y, x] & MaskBit.NONFINITE
     assert np.all(np.isfinite(back.image))
+
+
+def test_missing_chunk_file_is_an_error_not_zeros(stored):
+    _, path = stored
+    chunk = next(p for p in (path / "mask").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk.unlink()  # an all-zero mask chunk is stored too, so its loss is visible
+    with pytest.raises(TileFormatError, match=r"tile 4 .*'mask' has 6 of its 7 chunks on disk"):
+        read_tile_zarr(path)
+
+
+def test_failed_write_leaves_no_staging_folder(tmp_path):
+    tile = make_tile()
+    bad = Tile(**{**tile.__dict__, "meta": {"not json": object()}})
+    with pytest.raises(TypeError):
+        write_tile_zarr(bad, tmp_path / "t.zarr")
+    assert os.listdir(tmp_path) == []
+
+
+def test_streamed_bands_store_every_chunk(tmp_path):
+    tile = make_tile()
+    writer = TileZarrWriter(tmp_path / "t.zarr", tile.image.shape, {"tile_id": 4})
+    for b in range(len(tile.bands)):
+        zeros = np.zeros(tile.shape, dtype=np.float32)
+        writer.write_band(b, zeros, zeros, np.zeros(tile.shape, dtype=np.uint16))
+    path = writer.commit()
+    for name in ("image", "variance", "mask"):
+        array = zarr.open_array(path / name)
+        assert array.nchunks_initialized == array.nchunks == 7
