@@ -22,7 +22,7 @@ from ..instrument import Instrument, InstrumentConfig
 from ..io import write_parquet_atomic
 from ..sim.catalog import simulate_catalog
 from ..sim.population import PopulationConfig
-from ..sim.training_stamps import neighbour_pool, render_training_stamps
+from ..sim.stamps import neighbour_pool, render_stamps
 
 __all__ = ["STAMP_CHUNK_OBJECTS", "draw_training_truth", "simulate_stamps"]
 
@@ -72,13 +72,14 @@ def _render_batch(
     size: int,
 ) -> tuple[int, pa.Table]:
     instrument, pool = _worker_state(config_json, population_json, seed)
-    stamps, table = render_training_stamps(
+    stamps, table = render_stamps(
         truth,
         instrument=instrument,
         seed=seed,
         size=size,
         pool=pool,
         population_config=PopulationConfig.model_validate_json(population_json),
+        index_offset=start,
     )
     zarr.open_array(Path(store) / "stamps", mode="r+")[start : start + truth.num_rows] = stamps
     return start, table

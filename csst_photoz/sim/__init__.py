@@ -13,14 +13,26 @@ from .population import (
 )
 from .report import PAPER_SELECTED_NZ, catalog_summary, format_summary, plot_catalog
 from .selection import kron_like_snr, select_snr
+from .stamps import (
+    NEIGHBOUR_MARGIN_PIX,
+    NeighbourDraw,
+    draw_neighbours,
+    mean_neighbour_count,
+    measure_stamps,
+    neighbour_pool,
+    render_stamps,
+    stamp_offset,
+)
 from .synthetic_photometry import SyntheticPhotometer
 from .templates import TEMPLATE_NAMES, TemplateSet, load_cww_templates, type_weights
 
 __all__ = [
     "BPZ_CLASSES",
+    "NEIGHBOUR_MARGIN_PIX",
     "PAPER_SELECTED_NZ",
     "TEMPLATE_NAMES",
     "TRUTH_COLUMNS",
+    "NeighbourDraw",
     "Population",
     "PopulationConfig",
     "SyntheticPhotometer",
@@ -28,16 +40,22 @@ __all__ = [
     "bpz_class_probabilities",
     "calzetti_k",
     "catalog_summary",
+    "draw_neighbours",
     "dust_transmission",
     "format_summary",
     "kron_like_snr",
     "line_fluxes",
     "load_cww_templates",
     "madau_transmission",
+    "mean_neighbour_count",
+    "measure_stamps",
+    "neighbour_pool",
     "plot_catalog",
+    "render_stamps",
     "sample_population",
     "select_snr",
     "simulate_catalog",
+    "stamp_offset",
     "truth_schema",
     "type_weights",
 ]

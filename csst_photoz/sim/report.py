@@ -120,6 +120,7 @@ def plot_tile_composite(
     bands: tuple[str, str, str] = ("i", "r", "g"),
     stretch_sigma: float = 4.0,
     q: float = 8.0,
+    dpi: int = 100,
 ) -> Path:
     """Save an RGB composite of a tile (Lupton et al. 2004 asinh stretch) as PNG.
 
@@ -137,6 +138,8 @@ def plot_tile_composite(
         Linear range of the stretch in units of the green band's background noise.
     q
         Asinh softening of :func:`astropy.visualization.make_lupton_rgb`.
+    dpi
+        Resolution of the 8-inch figure.
     """
     per_njy = tile.electrons_per_njy()
     red, green, blue = (
@@ -154,7 +157,7 @@ def plot_tile_composite(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
