@@ -14,13 +14,21 @@ catalogue's flux and radius refer to the truncated profile); disks are exponenti
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import galsim
 import numpy as np
+import pyarrow as pa
 from numpy.typing import NDArray
 
-__all__ = ["GalaxyMorphology", "RenderSettings", "add_galaxies", "galaxy_profile"]
+__all__ = [
+    "MORPHOLOGY_COLUMNS",
+    "GalaxyMorphology",
+    "RenderSettings",
+    "add_galaxies",
+    "component_fluxes",
+    "galaxy_profile",
+]
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,17 @@ class RenderSettings:
     gsparams: galsim.GSParams | None = None
 
 
+#: Truth-catalogue columns holding :class:`GalaxyMorphology`'s fields, in field order.
+MORPHOLOGY_COLUMNS: tuple[str, ...] = (
+    "bulge_hlr",
+    "disk_hlr",
+    "bulge_q",
+    "disk_q",
+    "position_angle",
+    "bulge_fraction",
+)
+
+
 @dataclass(frozen=True)
 class GalaxyMorphology:
     """Shapes of a batch of galaxies (arrays of one length); radii along the major axis."""
@@ -58,6 +77,30 @@ class GalaxyMorphology:
 
     def __len__(self) -> int:
         return int(np.asarray(self.bulge_hlr_arcsec).size)
+
+    @classmethod
+    def from_table(cls, table: pa.Table, rows: NDArray | None = None) -> GalaxyMorphology:
+        """The shapes of a truth catalogue's galaxies (all rows, or ``rows``)."""
+        columns = [table[name].to_numpy() for name in MORPHOLOGY_COLUMNS]
+        return cls(*(c if rows is None else c[rows] for c in columns))
+
+    def select(self, rows: NDArray) -> GalaxyMorphology:
+        """The shapes of a subset of the batch."""
+        return GalaxyMorphology(*(np.asarray(getattr(self, f.name))[rows] for f in fields(self)))
+
+
+def component_fluxes(
+    table: pa.Table, bands: Sequence[str], rows: NDArray | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Bulge and disk electrons per band of a truth catalogue's galaxies, shape (n, n_bands)."""
+
+    def column(name: str) -> NDArray:
+        values = table[name].to_numpy().astype(np.float64)
+        return values if rows is None else values[rows]
+
+    bulge = np.column_stack([column(f"flux_bulge_{b}") for b in bands])
+    disk = np.column_stack([column(f"flux_disk_{b}") for b in bands])
+    return bulge, disk
 
 
 def _component_shapes(

@@ -36,7 +36,7 @@ Pure functions: tables and arrays in and out, no I/O (the pipeline writes zarr a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -49,7 +49,13 @@ from ..photometry import central_object, measure_kron_photometry
 from .catalog import simulate_catalog
 from .detector import add_noise
 from .population import PopulationConfig, surface_density
-from .render import GalaxyMorphology, RenderSettings, add_galaxies
+from .render import (
+    MORPHOLOGY_COLUMNS,
+    GalaxyMorphology,
+    RenderSettings,
+    add_galaxies,
+    component_fluxes,
+)
 
 __all__ = [
     "DEFAULT_POOL_SIZE",
@@ -71,15 +77,6 @@ DEFAULT_POOL_SIZE = 20_000
 _PURPOSE_OFFSET, _PURPOSE_NEIGHBOURS, _PURPOSE_NOISE, _PURPOSE_POOL = 0, 1, 2, 3
 # galaxy ids are int64, so this key never collides with a galaxy's streams
 _POOL_KEY = 2**63
-_MORPHOLOGY_COLUMNS = (
-    "bulge_hlr",
-    "disk_hlr",
-    "bulge_q",
-    "disk_q",
-    "position_angle",
-    "bulge_fraction",
-)
-
 NeighbourSource = Literal["pool", "per_galaxy"]
 
 
@@ -190,20 +187,8 @@ def _cached_pool(
 def _galaxy_arrays(
     table: pa.Table, bands: tuple[str, ...], rows: NDArray | None = None
 ) -> tuple[GalaxyMorphology, NDArray, NDArray]:
-    def column(name: str) -> NDArray:
-        values = table[name].to_numpy()
-        return values if rows is None else values[rows]
-
-    morphology = GalaxyMorphology(*(column(name) for name in _MORPHOLOGY_COLUMNS))
-    bulge = np.column_stack([column(f"flux_bulge_{b}") for b in bands]).astype(np.float64)
-    disk = np.column_stack([column(f"flux_disk_{b}") for b in bands]).astype(np.float64)
-    return morphology, bulge, disk
-
-
-def _select(morphology: GalaxyMorphology, rows: NDArray) -> GalaxyMorphology:
-    return GalaxyMorphology(
-        *(np.asarray(getattr(morphology, f.name))[rows] for f in fields(morphology))
-    )
+    bulge, disk = component_fluxes(table, bands, rows)
+    return GalaxyMorphology.from_table(table, rows), bulge, disk
 
 
 def _noise_figures(instrument: Instrument) -> list[dict[str, float]]:
@@ -291,7 +276,7 @@ def render_stamps(
         raise ValueError(f"size must be >= 8 pixels, got {size}")
     if neighbour_source not in ("pool", "per_galaxy"):
         raise ValueError(f"neighbour_source must be 'pool' or 'per_galaxy', not {neighbour_source}")
-    required = ["galaxy_id", *_MORPHOLOGY_COLUMNS]
+    required = ["galaxy_id", *MORPHOLOGY_COLUMNS]
     required += [f"flux_{kind}_{b}" for kind in ("bulge", "disk") for b in bands]
     missing = [name for name in required if name not in truth.column_names]
     if missing:
@@ -319,7 +304,7 @@ def render_stamps(
             stamps[i],
             x=np.array([centre + offsets[i, 0]]),
             y=np.array([centre + offsets[i, 1]]),
-            morphology=_select(morphology, np.array([i])),
+            morphology=morphology.select(np.array([i])),
             flux_bulge=flux_bulge[[i]],
             flux_disk=flux_disk[[i]],
             psfs=psfs,

@@ -27,7 +27,7 @@ from ..tile import MaskBit, Tile
 from .catalog import SIMULATOR_VERSION, simulate_catalog
 from .detector import add_cosmic_rays, add_hot_pixels, add_noise, apply_saturation
 from .population import PopulationConfig, surface_density
-from .render import GalaxyMorphology, RenderSettings, add_galaxies
+from .render import GalaxyMorphology, RenderSettings, add_galaxies, component_fluxes
 
 __all__ = [
     "DetectorEffects",
@@ -171,20 +171,13 @@ def tile_truth(
 
 
 def _truth_arrays(truth: pa.Table, bands: tuple[str, ...]) -> dict[str, NDArray]:
-    column = {name: truth[name].to_numpy() for name in truth.column_names if name != "bpz_class"}
+    bulge, disk = component_fluxes(truth, bands)
     return {
-        "x": column["x"],
-        "y": column["y"],
-        "flux_bulge": np.column_stack([column[f"flux_bulge_{b}"] for b in bands]),
-        "flux_disk": np.column_stack([column[f"flux_disk_{b}"] for b in bands]),
-        "morphology": GalaxyMorphology(
-            column["bulge_hlr"],
-            column["disk_hlr"],
-            column["bulge_q"],
-            column["disk_q"],
-            column["position_angle"],
-            column["bulge_fraction"],
-        ),
+        "x": truth["x"].to_numpy(),
+        "y": truth["y"].to_numpy(),
+        "flux_bulge": bulge,
+        "flux_disk": disk,
+        "morphology": GalaxyMorphology.from_table(truth),
     }
 
 
