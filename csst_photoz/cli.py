@@ -170,6 +170,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=_positive_int, help="local Dask workers (default: cores)")
+    parser.add_argument("--scheduler-file", type=Path, help="use a running Dask cluster")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``csst-photoz``."""
     parser = argparse.ArgumentParser(
@@ -209,8 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiles.add_argument("--cosmic-rays", type=float, default=0.0, help="hits/exposure/Mpix")
     tiles.add_argument("--hot-pixels", type=float, default=0.0, help="fraction of hot pixels")
     tiles.add_argument("--bright-stars", type=int, default=0, help="saturating stars per tile")
-    tiles.add_argument("--workers", type=_positive_int, help="local Dask workers (default: cores)")
-    tiles.add_argument("--scheduler-file", type=Path, help="use a running Dask cluster")
+    _add_cluster_options(tiles)
     tiles.add_argument("--overwrite", action="store_true", help="re-simulate finished tiles")
     tiles.set_defaults(func=_cmd_simulate_tiles)
 
@@ -221,8 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     stamps.add_argument("--size", type=_positive_int, default=64, help="stamp side [pixels]")
     stamps.add_argument("--all", action="store_true", help="not only the SNR > 10 (g|i) sample")
     stamps.add_argument("--config", type=Path, help="instrument TOML overriding defaults")
-    stamps.add_argument("--workers", type=_positive_int, help="local Dask workers")
-    stamps.add_argument("--scheduler-file", type=Path, help="use a running Dask cluster")
+    _add_cluster_options(stamps)
     stamps.set_defaults(func=_cmd_simulate_stamps)
 
     demo = commands.add_parser(

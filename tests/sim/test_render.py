@@ -28,19 +28,7 @@ def small_catalog(instrument):
     bands = instrument.band_names
     bulge = np.column_stack([table[f"flux_bulge_{b}"].to_numpy() for b in bands])
     disk = np.column_stack([table[f"flux_disk_{b}"].to_numpy() for b in bands])
-    morphology = GalaxyMorphology(
-        *[
-            table[c].to_numpy()
-            for c in (
-                "bulge_hlr",
-                "disk_hlr",
-                "bulge_q",
-                "disk_q",
-                "position_angle",
-                "bulge_fraction",
-            )
-        ]
-    )
+    morphology = GalaxyMorphology.from_table(table)
     return table, bulge, disk, morphology
 
 
