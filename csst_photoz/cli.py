@@ -7,21 +7,25 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import __version__
 
+if TYPE_CHECKING:  # the CLI imports the heavy modules lazily so that --help is instant
+    from .instrument import Instrument
+
 __all__ = ["main"]
 
 
-def _instrument(path: Path | None):
+def _instrument(path: Path | None) -> Instrument:
     from .instrument import Instrument
 
     return Instrument.from_toml(path) if path is not None else Instrument.default()
 
 
-def depth_report(instrument) -> str:
+def depth_report(instrument: Instrument) -> str:
     """Per-band instrument figures beside the paper's, as text."""
     from .instrument import (
         DEFAULT_DEPTH_APERTURE_ARCSEC,

@@ -172,12 +172,9 @@ class TileZarrWriter:
 
 
 def _tile_attrs(tile: Tile) -> dict[str, Any]:
+    names = ("tile_id", "bands", "zero_point_rate", "exposure_time", "pixel_scale_arcsec")
     return {
-        "tile_id": tile.tile_id,
-        "bands": list(tile.bands),
-        "zero_point_rate": list(tile.zero_point_rate),
-        "exposure_time": list(tile.exposure_time),
-        "pixel_scale_arcsec": tile.pixel_scale_arcsec,
+        **{name: getattr(tile, name) for name in names},
         "wcs_header": dict(tile.wcs_header),
         "meta": dict(tile.meta),
     }

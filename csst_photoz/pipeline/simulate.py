@@ -81,17 +81,8 @@ def _prepare_tile(
         spec, instrument=instrument, n_galaxies=truth.num_rows, render=render, effects=effects
     )
     shape = (len(instrument.band_names), spec.ny, spec.nx)
-    writer = TileZarrWriter(store, shape, _tile_store_attrs(attributes))
+    writer = TileZarrWriter(store, shape, attributes)
     return _Prepared(spec, writer, truth_path, truth.num_rows)
-
-
-def _tile_store_attrs(attributes: dict) -> dict:
-    return {
-        **attributes,
-        "bands": list(attributes["bands"]),
-        "zero_point_rate": list(attributes["zero_point_rate"]),
-        "exposure_time": list(attributes["exposure_time"]),
-    }
 
 
 def _render_band(

@@ -14,11 +14,28 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from ..instrument import Instrument
 from ..tile import MaskBit
 
-__all__ = ["add_cosmic_rays", "add_hot_pixels", "add_noise", "apply_saturation"]
+__all__ = ["add_cosmic_rays", "add_hot_pixels", "add_noise", "apply_saturation", "noise_figures"]
 
 _ROWS_PER_BLOCK = 512  # bounds the float64 temporaries of a 9k-wide band to ~40 MB
+
+
+def noise_figures(instrument: Instrument) -> list[dict[str, float]]:
+    """Per band, the keyword arguments of :func:`add_noise` from the instrument model."""
+    figures = []
+    for band in instrument.band_names:
+        spec = instrument.config.bands[band]
+        figures.append(
+            {
+                "sky_dark_e": (spec.sky_e_per_s + instrument.config.dark_current_e_per_s)
+                * instrument.exposure_time(band),
+                "read_noise_e": instrument.config.read_noise_e,
+                "n_exposures": spec.n_exposures,
+            }
+        )
+    return figures
 
 
 def add_noise(

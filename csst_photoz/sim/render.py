@@ -27,6 +27,7 @@ __all__ = [
     "RenderSettings",
     "add_galaxies",
     "component_fluxes",
+    "draw_clipped",
     "galaxy_profile",
 ]
 
@@ -228,16 +229,31 @@ def add_galaxies(
             psfs=psfs,
             settings=settings,
         )
-        centre = galsim.PositionD(float(x[index]) + 1.0, float(y[index]) + 1.0)
         for band, profile in enumerate(profiles):
-            size = min(profile.getGoodImageSize(pixel_scale_arcsec), settings.max_stamp_pixels)
-            stamp = galsim.ImageF(size, size, scale=pixel_scale_arcsec)
-            stamp.setCenter(
-                galsim.PositionI(int(np.floor(centre.x + 0.5)), int(np.floor(centre.y + 0.5)))
+            draw_clipped(
+                canvas[band],
+                profile,
+                x=float(x[index]),
+                y=float(y[index]),
+                max_stamp_pixels=settings.max_stamp_pixels,
             )
-            overlap = stamp.bounds & canvas[band].bounds
-            if not overlap.isDefined():
-                continue
-            profile.drawImage(image=stamp, center=centre)
-            canvas[band][overlap] += stamp[overlap]
     return image
+
+
+def draw_clipped(
+    canvas: galsim.Image, profile: galsim.GSObject, *, x: float, y: float, max_stamp_pixels: int
+) -> None:
+    """Add ``profile`` centred at 0-based (x, y) to a 1-based GalSim ``canvas``, clipped.
+
+    The profile is drawn on its own stamp (GalSim's good size, at most ``max_stamp_pixels``)
+    and only the overlap with the canvas is added: ``canvas[bounds] += stamp[bounds]``.
+    """
+    scale = canvas.scale
+    centre = galsim.PositionD(x + 1.0, y + 1.0)
+    size = min(profile.getGoodImageSize(scale), max_stamp_pixels)
+    stamp = galsim.ImageF(size, size, scale=scale)
+    stamp.setCenter(galsim.PositionI(int(np.floor(centre.x + 0.5)), int(np.floor(centre.y + 0.5))))
+    overlap = stamp.bounds & canvas.bounds
+    if overlap.isDefined():
+        profile.drawImage(image=stamp, center=centre)
+        canvas[overlap] += stamp[overlap]

@@ -47,7 +47,7 @@ from numpy.typing import NDArray
 from ..instrument import Instrument
 from ..photometry import central_object, measure_kron_photometry
 from .catalog import simulate_catalog
-from .detector import add_noise
+from .detector import add_noise, noise_figures
 from .population import PopulationConfig, surface_density
 from .render import (
     MORPHOLOGY_COLUMNS,
@@ -191,22 +191,6 @@ def _galaxy_arrays(
     return GalaxyMorphology.from_table(table, rows), bulge, disk
 
 
-def _noise_figures(instrument: Instrument) -> list[dict[str, float]]:
-    """Per band, the arguments of :func:`add_noise` exactly as ``tiles.band_planes`` sets them."""
-    figures = []
-    for band in instrument.band_names:
-        spec = instrument.config.bands[band]
-        figures.append(
-            {
-                "sky_dark_e": (spec.sky_e_per_s + instrument.config.dark_current_e_per_s)
-                * instrument.exposure_time(band),
-                "read_noise_e": instrument.config.read_noise_e,
-                "n_exposures": spec.n_exposures,
-            }
-        )
-    return figures
-
-
 def render_stamps(
     truth: pa.Table,
     *,
@@ -287,7 +271,7 @@ def render_stamps(
     mean_count = mean_neighbour_count(instrument=instrument, size=size, population_config=config)
     scale = instrument.config.pixel_scale_arcsec
     psfs = [instrument.psf(band) for band in bands]
-    noise_figures = _noise_figures(instrument)
+    figures_by_band = noise_figures(instrument)
 
     n = truth.num_rows
     ids = truth["galaxy_id"].to_numpy().astype(np.int64)
@@ -343,7 +327,7 @@ def render_stamps(
                     pixel_scale_arcsec=scale,
                     settings=render,
                 )
-        for b, figures in enumerate(noise_figures):
+        for b, figures in enumerate(figures_by_band):
             rng = _stream(seed, galaxy_id, _PURPOSE_NOISE, b) if noise else None
             stamps[i, b], variances[i, b] = add_noise(stamps[i, b], rng, **figures)
 

@@ -25,9 +25,21 @@ from .. import __version__
 from ..instrument import Instrument
 from ..tile import MaskBit, Tile
 from .catalog import SIMULATOR_VERSION, simulate_catalog
-from .detector import add_cosmic_rays, add_hot_pixels, add_noise, apply_saturation
+from .detector import (
+    add_cosmic_rays,
+    add_hot_pixels,
+    add_noise,
+    apply_saturation,
+    noise_figures,
+)
 from .population import PopulationConfig, surface_density
-from .render import GalaxyMorphology, RenderSettings, add_galaxies, component_fluxes
+from .render import (
+    GalaxyMorphology,
+    RenderSettings,
+    add_galaxies,
+    component_fluxes,
+    draw_clipped,
+)
 
 __all__ = [
     "DetectorEffects",
@@ -231,20 +243,12 @@ def band_planes(
             settings=render,
         )
         _add_stars(signal[0], stars, instrument.mag_to_electrons(stars["mag"], band), psf, scale)
-        n_exp = instrument.config.bands[band].n_exposures
-        sky_dark = (
-            instrument.config.bands[band].sky_e_per_s + instrument.config.dark_current_e_per_s
-        ) * instrument.exposure_time(band)
+        figures = noise_figures(instrument)[b]
+        n_exp, sky_dark = figures["n_exposures"], figures["sky_dark_e"]
         noise_rng = (
             np.random.default_rng(spec.seed_for(_PURPOSE_NOISE, b)) if effects.noise else None
         )
-        image, variance = add_noise(
-            signal[0],
-            noise_rng,
-            sky_dark_e=sky_dark,
-            read_noise_e=instrument.config.read_noise_e,
-            n_exposures=n_exp,
-        )
+        image, variance = add_noise(signal[0], noise_rng, **figures)
         del signal
         mask = np.zeros(image.shape, dtype=np.uint16)
         defect_rng = np.random.default_rng(spec.seed_for(_PURPOSE_DEFECTS, b))
@@ -267,13 +271,7 @@ def _add_stars(
     canvas = galsim.Image(image, xmin=1, ymin=1, scale=scale)
     for x, y, flux in zip(stars["x"], stars["y"], electrons, strict=True):
         profile = psf.withFlux(float(flux))
-        size = min(profile.getGoodImageSize(scale) * 2, 512)
-        stamp = galsim.ImageF(size, size, scale=scale)
-        stamp.setCenter(galsim.PositionI(int(np.floor(x + 1.5)), int(np.floor(y + 1.5))))
-        overlap = stamp.bounds & canvas.bounds
-        if overlap.isDefined():
-            profile.drawImage(image=stamp, center=galsim.PositionD(x + 1.0, y + 1.0))
-            canvas[overlap] += stamp[overlap]
+        draw_clipped(canvas, profile, x=float(x), y=float(y), max_stamp_pixels=512)
 
 
 def simulate_tile(
