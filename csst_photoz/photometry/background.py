@@ -1,0 +1,309 @@
+"""Mesh background and noise maps in the manner of SExtractor/sep, for NumPy and CuPy alike.
+
+SExtractor's algorithm (as in sep), vectorised over boxes and bands, with the array module taken
+from the input (no ``if gpu:`` forks in the maths):
+
+1. **Boxes.** An axis of ``n`` pixels is cut into ``max(1, round(n / box_size))`` boxes of nearly
+   equal size (within one pixel; exactly ``box_size`` when it divides ``n``, as in sep). sep
+   instead leaves a partial sliver box at the far edge: noisy, and off the regular grid that the
+   median filter assumes, so a plane is not reproduced there (this layout reproduces one).
+   Masked and non-finite pixels are ignored.
+2. **Box statistics.** From the median and half the 15.87-84.13 percentile range of its sorted
+   valid pixels, ``clip_iterations`` rounds keep a box's pixels within ``clip_sigma`` of the median
+   and recompute median, mean and standard deviation, corrected for the truncation of a Gaussian
+   at +-k sigma (1.3% at k = 3; sep's rms is ~1.6% low on pure noise). The box background is
+   SExtractor's mode ``2.5 median - 1.5 mean``, or the median if ``|mean - median| >= 0.3 std``.
+3. **Bad boxes** (valid pixels on less than half the box) are filled by growing the good mesh: each
+   pass gives the bad boxes touching (8-connected) good ones their mean, close to SExtractor's
+   mean of the nearest good boxes. A band without a good box is an error.
+4. **Filter.** A ``filter_size`` square median filter over the background and rms meshes, whose
+   window shrinks symmetrically at the mesh edges as in sep (so a plane is kept; a replicated
+   edge would bias the corners of a gradient).
+5. **Interpolation.** A natural bicubic spline (SExtractor's) through the values at the box
+   centres, end cubics extrapolated, gives every pixel; being linear in the mesh, it is applied
+   as ``W_y @ mesh @ W_x.T`` with weights that depend only on the shapes.
+
+Full-size arrays are float32 and stay on the input's device; only a per-band count of good boxes
+comes to the host.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from .backend import array_module, ndimage_module, to_numpy
+
+__all__ = ["estimate_background", "subtract_background"]
+
+#: A box needs at least this fraction of its pixels valid (SExtractor: 0.5).
+MIN_GOOD_FRACTION = 0.5
+#: SExtractor's crowding test: mode estimate only when |mean - median| < this x std.
+MODE_CROWDING_LIMIT = 0.3
+
+
+def estimate_background(
+    image: Any,
+    *,
+    mask: Any = None,
+    box_size: int = 64,
+    filter_size: int = 3,
+    clip_sigma: float = 3.0,
+    clip_iterations: int = 5,
+) -> tuple[Any, Any]:
+    """Background and background-rms maps of an image or a stack of band images.
+
+    Parameters
+    ----------
+    image
+        NumPy or CuPy array, (y, x) or (band, y, x); any real dtype (computed in float32).
+    mask
+        Optional array, nonzero/True = ignore the pixel; shape (y, x) (shared by all bands) or
+        the image's shape. Non-finite pixels are always ignored.
+    box_size
+        Nominal mesh box size in pixels (>= 4): an axis of ``n`` pixels gets
+        ``max(1, round(n / box_size))`` boxes of nearly equal size.
+    filter_size
+        Size of the median filter over the mesh, in boxes: a positive odd integer (1 = none).
+    clip_sigma
+        Clipping half-width in units of the box's standard deviation (> 0).
+    clip_iterations
+        Number of clipping rounds (>= 0; 0 = plain statistics of all valid pixels).
+
+    Returns
+    -------
+    background, rms
+        float32 arrays of the image's shape, on the image's device.
+
+    Raises
+    ------
+    ValueError
+        For a wrong number of dimensions, a bad option, a mask of the wrong shape, or a band with
+        no box of enough valid pixels (e.g. entirely masked or non-finite).
+    """
+    xp = array_module(image)
+    ndi = ndimage_module(xp)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"image must be (y, x) or (band, y, x), got shape {image.shape}")
+    if min(image.shape) == 0:
+        raise ValueError(f"image has an empty axis: shape {image.shape}")
+    _check_int("box_size", box_size, minimum=4)
+    _check_int("filter_size", filter_size, minimum=1)
+    if filter_size % 2 == 0:
+        raise ValueError(f"filter_size must be odd, got {filter_size}")
+    _check_int("clip_iterations", clip_iterations, minimum=0)
+    if not (math.isfinite(clip_sigma) and clip_sigma > 0):
+        raise ValueError(f"clip_sigma must be a positive finite number, got {clip_sigma}")
+
+    stack = xp.asarray(image, dtype=xp.float32)
+    stack = stack[None] if stack.ndim == 2 else stack
+    height, width = stack.shape[-2:]
+    invalid = ~xp.isfinite(stack)
+    if mask is not None:
+        mask = xp.asarray(mask, dtype=bool)
+        if mask.shape not in (image.shape, image.shape[-2:]):
+            raise ValueError(
+                f"mask shape {mask.shape} matches neither the image {image.shape} "
+                f"nor its (y, x) shape {image.shape[-2:]}"
+            )
+        invalid = invalid | mask
+    edges = (_box_edges(height, box_size), _box_edges(width, box_size))
+    values = xp.where(invalid, xp.float32(xp.inf), stack)
+    del stack, invalid  # only the boxes below are needed: free device memory early
+    mesh, good = _box_statistics(xp, values, edges, clip_sigma, clip_iterations)
+    n_good = to_numpy(good.sum(axis=(-2, -1)))
+    if (n_good == 0).any():
+        bands = [int(b) for b in np.flatnonzero(n_good == 0)]
+        raise ValueError(
+            f"band(s) {bands} have no mesh box with at least {MIN_GOOD_FRACTION:.0%} valid "
+            "pixels: the image is entirely (or almost entirely) masked or non-finite"
+        )
+    mesh = _fill_bad_boxes(xp, ndi, mesh, good)
+    mesh = _median_filter(xp, mesh, filter_size)
+    weights_y = xp.asarray(_spline_weights(height, box_size))
+    weights_x = xp.asarray(_spline_weights(width, box_size))
+    maps = xp.matmul(xp.matmul(weights_y, mesh), weights_x.T)
+    background, rms = maps[0], maps[1]
+    if image.ndim == 2:
+        background, rms = background[0], rms[0]
+    return background, rms
+
+
+def subtract_background(image: Any, **options: Any) -> tuple[Any, Any, Any]:
+    """Background-subtracted image with its background and rms (float32, on the image's device).
+
+    Takes the keyword options of :func:`estimate_background`; returns ``(image - background,
+    background, rms)``.
+    """
+    background, rms = estimate_background(image, **options)
+    xp = array_module(image)
+    return xp.asarray(image, dtype=xp.float32) - background, background, rms
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@lru_cache(maxsize=64)
+def _box_edges(n_pixels: int, box_size: int) -> np.ndarray:
+    """Edges of the ``max(1, round(n_pixels / box_size))`` nearly equal boxes tiling an axis."""
+    n_boxes = max(1, round(n_pixels / box_size))
+    edges = np.arange(n_boxes + 1) * n_pixels // n_boxes
+    edges.flags.writeable = False  # cached: shared by all callers
+    return edges
+
+
+def _box_statistics(
+    xp: Any, values: Any, edges: tuple[np.ndarray, np.ndarray], clip_sigma: float, iterations: int
+) -> tuple[Any, Any]:
+    """Mesh of (mode, clipped rms), shape (2, band, ny, nx), and which boxes are good."""
+    # (band, ny, nx, box pixels) with invalid pixels and the fill of shorter boxes at +inf
+    values = xp.pad(values, ((0, 0), (0, 1), (0, 1)), constant_values=xp.inf)
+    edges_y, edges_x = edges
+    index_y, index_x = _box_index(edges_y), _box_index(edges_x)
+    blocks = values[:, xp.asarray(index_y)[:, None, :, None], xp.asarray(index_x)[None, :, None, :]]
+    blocks = blocks.reshape(*blocks.shape[:3], -1)
+    del values
+    blocks.sort(axis=-1)
+    valid = blocks < xp.inf
+    n_valid = valid.sum(axis=-1)
+    # work relative to each box's median, so that float32 sums stay accurate
+    centre = _sorted_median(xp, blocks, xp.zeros_like(n_valid), n_valid)
+    blocks -= centre[..., None]
+    median = xp.zeros_like(centre)
+    std = 0.5 * (_quantile(xp, blocks, n_valid, 0.8413) - _quantile(xp, blocks, n_valid, 0.1587))
+    if iterations == 0:
+        mean, median, std = _clipped_stats(xp, blocks, valid)
+    for _ in range(iterations):
+        keep = xp.abs(blocks - median[..., None]) <= (clip_sigma * std)[..., None]
+        mean, median, std = _clipped_stats(xp, blocks, keep)
+        std = std / _truncation_factor(clip_sigma)
+    crowded = xp.abs(mean - median) >= MODE_CROWDING_LIMIT * std
+    mode = xp.where(crowded, median, 2.5 * median - 1.5 * mean)
+    area = np.outer(np.diff(edges_y), np.diff(edges_x))
+    good = n_valid >= xp.asarray(MIN_GOOD_FRACTION * area)
+    return xp.stack([centre + mode, std]).astype(xp.float32), good
+
+
+def _box_index(edges: np.ndarray) -> np.ndarray:
+    """(boxes, largest box) pixel indices of each box; past a box's end: the extra +inf pixel."""
+    offsets = np.arange(np.diff(edges).max())
+    index = edges[:-1, None] + offsets
+    return np.where(index < edges[1:, None], index, edges[-1])
+
+
+def _clipped_stats(xp: Any, values: Any, keep: Any) -> tuple[Any, Any, Any]:
+    """Mean, median and standard deviation of ``values[keep]`` along the last axis.
+
+    ``values`` is sorted along the last axis and ``keep`` selects a contiguous run of it (an
+    interval of values), so the median is read off by index.
+    """
+    count = keep.sum(axis=-1)
+    safe = xp.maximum(count, 1).astype(xp.float32)
+    mean = (xp.where(keep, values, 0).sum(axis=-1) / safe).astype(xp.float32)
+    var = (xp.where(keep, values - mean[..., None], 0) ** 2).sum(axis=-1) / safe
+    median = _sorted_median(xp, values, xp.argmax(keep.view(xp.uint8), axis=-1), count)
+    return mean, median, xp.sqrt(var).astype(xp.float32)
+
+
+def _sorted_median(xp: Any, values: Any, first: Any, count: Any) -> Any:
+    """Median of ``values[..., first:first + count]`` (sorted along the last axis); 0 if empty."""
+    last = values.shape[-1] - 1
+    low = xp.clip(first + (count - 1) // 2, 0, last)[..., None]
+    high = xp.clip(first + count // 2, 0, last)[..., None]
+    median = 0.5 * (xp.take_along_axis(values, low, -1) + xp.take_along_axis(values, high, -1))
+    median = median[..., 0]
+    return xp.where(count > 0, median, 0).astype(xp.float32)
+
+
+def _quantile(xp: Any, values: Any, count: Any, q: float) -> Any:
+    """The ``q`` quantile (nearest rank) of the first ``count`` entries of sorted ``values``."""
+    index = xp.clip((q * (count - 1)).astype(xp.int64), 0, values.shape[-1] - 1)
+    picked = xp.take_along_axis(values, index[..., None], axis=-1)[..., 0]
+    return xp.where(count > 0, picked, 0)
+
+
+@lru_cache(maxsize=32)
+def _truncation_factor(k: float) -> float:
+    """Std of a unit Gaussian truncated to [-k, k]: the clipped std is low by this factor."""
+    inside = math.erf(k / math.sqrt(2.0))
+    density = math.exp(-0.5 * k * k) / math.sqrt(2.0 * math.pi)
+    return math.sqrt(1.0 - 2.0 * k * density / inside)
+
+
+def _fill_bad_boxes(xp: Any, ndi: Any, mesh: Any, good: Any) -> Any:
+    """Grow the good boxes into the bad: each pass gives bad boxes next to good ones their mean."""
+    mesh = xp.where(good, mesh, 0)
+    for _ in range(good[0].size):  # never reached: each pass fills at least one box
+        if bool(good.all()):
+            break
+        weight = good.astype(xp.float32)
+        total = ndi.uniform_filter(mesh * weight, size=(1, 1, 3, 3), mode="constant")
+        norm = ndi.uniform_filter(weight, size=(1, 3, 3), mode="constant")
+        fill = ~good & (norm > 0.05)  # at least one good neighbour (1/9) or none (0)
+        mesh = xp.where(fill, total / xp.maximum(norm, 0.05), mesh)
+        good = good | fill
+    return mesh
+
+
+def _median_filter(xp: Any, mesh: Any, size: int) -> Any:
+    """Median filter of the mesh as in sep: the window shrinks symmetrically near edges."""
+    half = size // 2
+    n_y, n_x = mesh.shape[-2:]
+    padded = xp.pad(mesh, [(0, 0)] * (mesh.ndim - 2) + [(half, half), (half, half)], mode="edge")
+    reach_y = xp.asarray(np.minimum(np.arange(n_y), np.arange(n_y)[::-1]))[:, None]
+    reach_x = xp.asarray(np.minimum(np.arange(n_x), np.arange(n_x)[::-1]))[None, :]
+    window = [
+        xp.where(
+            (abs(dy) <= reach_y) & (abs(dx) <= reach_x),
+            padded[..., half + dy : half + dy + n_y, half + dx : half + dx + n_x],
+            xp.nan,
+        )
+        for dy in range(-half, half + 1)
+        for dx in range(-half, half + 1)
+    ]
+    return xp.nanmedian(xp.stack(window), axis=0).astype(xp.float32)
+
+
+@lru_cache(maxsize=8)
+def _spline_weights(n_pixels: int, box_size: int) -> np.ndarray:
+    """(n_pixels, n_boxes) float32 weights of a natural cubic spline through the box centres.
+
+    Row ``i`` gives pixel ``i``'s interpolated value as a combination of the box values; beyond
+    the outer centres the end cubics are extrapolated, as in SExtractor. Shapes only, no data.
+    """
+    edges = _box_edges(n_pixels, box_size)
+    knots = (edges[:-1] + edges[1:] - 1) / 2.0
+    n = knots.size
+    if n == 1:
+        return np.broadcast_to(np.float32(1.0), (n_pixels, 1))  # read-only, like the rest
+    h = np.diff(knots)
+    # second derivatives = curvature @ values; natural ends: zero at the first and last knot
+    curvature = np.zeros((n, n))
+    if n > 2:
+        inner = np.arange(n - 2)
+        system = np.zeros((n - 2, n - 2))
+        system[inner, inner] = 2.0 * (h[:-1] + h[1:])
+        system[inner[1:], inner[:-1]] = h[1:-1]
+        system[inner[:-1], inner[1:]] = h[1:-1]
+        rhs = np.zeros((n - 2, n))
+        rhs[inner, inner] = 6.0 / h[:-1]
+        rhs[inner, inner + 1] = -6.0 / h[:-1] - 6.0 / h[1:]
+        rhs[inner, inner + 2] = 6.0 / h[1:]
+        curvature[1:-1] = np.linalg.solve(system, rhs)
+    pixels = np.arange(n_pixels, dtype=np.float64)
+    left = np.clip(np.searchsorted(knots, pixels, side="right") - 1, 0, n - 2)
+    step = h[left]
+    t = ((pixels - knots[left]) / step)[:, None]
+    eye = np.eye(n)
+    weights = (1.0 - t) * eye[left] + t * eye[left + 1]
+    weights += (step**2 / 6.0)[:, None] * (
+        ((1.0 - t) ** 3 - (1.0 - t)) * curvature[left] + (t**3 - t) * curvature[left + 1]
+    )
+    weights = weights.astype(np.float32)
+    weights.flags.writeable = False  # cached: shared by all callers
+    return weights

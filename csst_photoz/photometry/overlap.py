@@ -1,0 +1,118 @@
+"""Exact overlap of pixels with an ellipse: the geometric kernel of aperture photometry.
+
+For a pixel (a unit square) and an ellipse of semi-axes ``A``, ``B`` rotated by ``theta``, the
+affine map ``u = (dx cos t + dy sin t) / A``, ``v = (-dx sin t + dy cos t) / B`` sends the ellipse
+to the unit circle and the square to a parallelogram, scaling every area by ``1 / (A B)``. The
+area of a unit circle within a convex polygon is the sum, over the polygon's edges ``P -> Q``,
+of the signed area of the circle within the triangle ``(O, P, Q)``; along the edge the segment
+splits into an outside part, an inside chord and another outside part, contributing a circular
+sector, a triangle and a sector. Each edge costs one square root and two ``arctan2``: no
+branches, so the same code runs vectorised on NumPy and CuPy arrays of any shape.
+
+Pixels whose centre lies more than half a pixel diagonal inside or outside the ellipse are
+wholly in or out; only the pixels in between need the exact formula, which
+:func:`ellipse_overlap` evaluates on that subset alone.
+
+Written for this project (the GPU photometry is its point); it is tested against photutils'
+and sep's exact overlaps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backend import array_module
+
+__all__ = ["ellipse_overlap", "exact_ellipse_overlap"]
+
+_HALF_DIAGONAL = 0.7072  # sqrt(2) / 2 rounded up: the farthest a pixel reaches from its centre
+_ROUND_OFF = 1e-12  # overlaps below this are float64 round-off of zero
+
+
+def _sector_or_chord(px: Any, py: Any, qx: Any, qy: Any, xp: Any) -> Any:
+    """Signed area of the unit circle within the triangle (origin, P, Q)."""
+    dx = qx - px
+    dy = qy - py
+    a = dx * dx + dy * dy
+    half_b = px * dx + py * dy
+    c = px * px + py * py - 1.0
+    discriminant = half_b * half_b - a * c
+    crosses = discriminant > 0
+    root = xp.sqrt(xp.where(crosses, discriminant, 0.0))
+    a_safe = xp.where(a > 0, a, 1.0)
+    # the chord inside the circle runs over t in [s1, s2] of P + t (Q - P); none: s1 = s2 = 1
+    s1 = xp.where(crosses, xp.clip((-half_b - root) / a_safe, 0.0, 1.0), 1.0)
+    s2 = xp.where(crosses, xp.clip((-half_b + root) / a_safe, 0.0, 1.0), 1.0)
+    ax, ay = px + s1 * dx, py + s1 * dy
+    bx, by = px + s2 * dx, py + s2 * dy
+    sector_in = xp.arctan2(px * ay - py * ax, px * ax + py * ay)
+    chord = ax * by - ay * bx
+    sector_out = xp.arctan2(bx * qy - by * qx, bx * qx + by * qy)
+    return 0.5 * (sector_in + chord + sector_out)
+
+
+def exact_ellipse_overlap(dx: Any, dy: Any, semi_a: Any, semi_b: Any, theta: Any) -> Any:
+    """Area of each pixel inside an ellipse, by the exact formula for every pixel.
+
+    Parameters
+    ----------
+    dx, dy
+        Pixel-centre offsets from the ellipse centre [pixels], arrays of one shape.
+    semi_a, semi_b
+        Semi-axes [pixels] (> 0), broadcastable to ``dx``.
+    theta
+        Angle of the ``semi_a`` axis from +x towards +y [rad], broadcastable to ``dx``.
+
+    Returns
+    -------
+    array
+        Overlap area in [0, 1] (pixel units), the shape of ``dx``, in the array library and
+        floating dtype of the inputs.
+    """
+    xp = array_module(dx, dy)
+    cos_t, sin_t = xp.cos(theta), xp.sin(theta)
+    corners = ((-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5))  # counter-clockwise
+    us, vs = [], []
+    for ox, oy in corners:
+        cx, cy = dx + ox, dy + oy
+        us.append((cx * cos_t + cy * sin_t) / semi_a)
+        vs.append((-cx * sin_t + cy * cos_t) / semi_b)
+    area = _sector_or_chord(us[3], vs[3], us[0], vs[0], xp)
+    for k in range(3):
+        area = area + _sector_or_chord(us[k], vs[k], us[k + 1], vs[k + 1], xp)
+    area = xp.clip(area * semi_a * semi_b, 0.0, 1.0)
+    # round-off leaves ~1e-16 on pixels that only touch the ellipse: they are outside
+    return xp.where(area < _ROUND_OFF, 0.0, area)
+
+
+def ellipse_overlap(dx: Any, dy: Any, semi_a: Any, semi_b: Any, theta: Any) -> Any:
+    """Area of each pixel inside an ellipse; exact, evaluated only on boundary pixels.
+
+    Same parameters and result as :func:`exact_ellipse_overlap`; all five arguments broadcast
+    together (e.g. ``dx`` (n, 1, W), ``dy`` (n, W, 1) and parameters (n, 1, 1) for ``n``
+    windows). The normalising map changes distances by a factor between ``1 / max(A, B)`` and
+    ``1 / min(A, B)``, so a pixel centre at elliptical radius ``rho`` with
+    ``|rho - 1| >= d / min(A, B)`` (``d`` = half the pixel diagonal) lies wholly inside (weight
+    1) or outside (weight 0); only the pixels in between get the exact formula. ``rho**2`` is a
+    quadratic form, cheap on a window (two of its three terms are 1-D).
+    """
+    xp = array_module(dx, dy)
+    cos_t, sin_t = xp.cos(theta), xp.sin(theta)
+    inv_a2, inv_b2 = 1.0 / semi_a**2, 1.0 / semi_b**2
+    cxx = cos_t**2 * inv_a2 + sin_t**2 * inv_b2
+    cyy = sin_t**2 * inv_a2 + cos_t**2 * inv_b2
+    cxy = 2.0 * cos_t * sin_t * (inv_a2 - inv_b2)
+    rho2 = (cxx * dx * dx + cyy * dy * dy) + (cxy * dx) * dy
+    margin = _HALF_DIAGONAL / xp.minimum(semi_a, semi_b)
+    inner = xp.maximum(1.0 - margin, 0.0) ** 2
+    outer = (1.0 + margin) ** 2
+    inside = rho2 <= inner
+    weight = inside.astype(rho2.dtype)
+    boundary = xp.nonzero(~inside & (rho2 < outer))
+    if boundary[0].size:
+        shape = rho2.shape
+        dx, dy, semi_a, semi_b, theta = (
+            xp.broadcast_to(value, shape)[boundary] for value in (dx, dy, semi_a, semi_b, theta)
+        )
+        weight[boundary] = exact_ellipse_overlap(dx, dy, semi_a, semi_b, theta)
+    return weight
