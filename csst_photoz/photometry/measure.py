@@ -9,7 +9,14 @@ One function, :func:`measure_sources`, chains the kernels in the paper's order:
 4. in every band, the elliptical aperture of ``kron_factor`` Kron radii (at least
    ``min_radius_pix`` in circular-equivalent radius) and the fixed circular apertures, with
    exact pixel overlaps (:func:`.apertures.sum_ellipses`); the Kron aperture on the detection
-   image gives the detection SNR.
+   image gives the detection SNR;
+5. sources with a detection SNR below ``min_detection_snr`` (default 5) are dropped and their
+   segments cleared. This replaces SExtractor's/sep's CLEAN (a sequential, greedy merge of
+   detections explained by a Moffat extrapolation of brighter neighbours), which does not
+   vectorise: at the paper's 1.5-sigma threshold raw detections are dominated by noise peaks
+   (on a simulated 768^2 tile: 3131 raw, 342 after sep's CLEAN at 34% purity, 115 after the
+   S/N >= 5 cut at 93% purity with higher completeness to i = 26 than sep). Set it to 0 to
+   keep every detection.
 
 It is array-library agnostic: give it CuPy arrays and everything runs, and stays, on the GPU
 (the few per-source arrays needed to plan windows are the only transfers). Stamps are cut
@@ -52,6 +59,11 @@ class PhotometryConfig(BaseModel):
     min_area: int = Field(5, ge=1)
     deblend_cont: float = Field(0.005, gt=0, le=1)
     deblend_nthresh: int = Field(32, ge=1)
+    min_detection_snr: float = Field(
+        5.0,
+        ge=0,
+        description="keep sources whose Kron-aperture S/N on the detection image is >= this",
+    )
     kron_factor: float = Field(1.0, gt=0, description="aperture size in Kron radii")
     kron_integration_radius: float = Field(6.0, gt=0)
     min_radius_pix: float = Field(1.75, gt=0)
@@ -254,31 +266,43 @@ def measure_sources(
     scale = xp.where(enlarged, minimum, scale)
     flags = found.flags | kron_flags | xp.where(enlarged, int(SourceFlag.MIN_APERTURE), 0)
 
-    ones = xp.ones(n, dtype=xp.float64)
-    semi_a = xp.stack([scale * found.a] + [r * ones for r in radii_pix])
-    semi_b = xp.stack([scale * found.b] + [r * ones for r in radii_pix])
-    theta = xp.stack([found.theta] + [0.0 * ones for _ in radii_pix])
-    sums = sum_ellipses(
-        images, variances, found.x, found.y, semi_a, semi_b, theta,
-        valid=valid, saturated=saturated, **common,
-    )  # fmt: skip
+    aperture_a, aperture_b = scale * found.a, scale * found.b
     on_detection = sum_ellipses(
-        detection, detection_var, found.x, found.y, semi_a[:1], semi_b[:1], theta[:1],
+        detection, detection_var, found.x, found.y, aperture_a, aperture_b, found.theta,
         valid=detection_valid, **common,
     )  # fmt: skip
-    flags = flags | sums.flags[0] | on_detection.flags[0]
+    flags = flags | on_detection.flags[0]
     with_error = on_detection.flux_err[0, 0] > 0
     detection_snr = on_detection.flux[0, 0] / xp.where(with_error, on_detection.flux_err[0, 0], 1)
+    detection_snr = xp.where(with_error, detection_snr, xp.nan)
+
+    # the significance cut (our replacement for SExtractor's CLEAN, see the module docstring)
+    keep = xp.nonzero(detection_snr >= config.min_detection_snr)[0]
+    relabel = xp.zeros(n + 1, dtype=xp.int32)
+    relabel[keep + 1] = xp.arange(1, keep.shape[0] + 1, dtype=xp.int32)
+    segmentation = relabel[found.segmentation]
+    common["segmentation"] = segmentation
+    x, y, a, b, theta = (v[keep] for v in (found.x, found.y, found.a, found.b, found.theta))
+    n_kept = int(keep.shape[0])
+    ones = xp.ones(n_kept, dtype=xp.float64)
+    semi_a = xp.stack([aperture_a[keep]] + [r * ones for r in radii_pix])
+    semi_b = xp.stack([aperture_b[keep]] + [r * ones for r in radii_pix])
+    angles = xp.stack([theta] + [0.0 * ones for _ in radii_pix])
+    sums = sum_ellipses(
+        images, variances, x, y, semi_a, semi_b, angles,
+        valid=valid, saturated=saturated, **common,
+    )  # fmt: skip
+    flags = flags[keep] | sums.flags[0]
     return SourceMeasurements(
-        x=found.x,
-        y=found.y,
-        a=found.a,
-        b=found.b,
-        theta=found.theta,
-        kron_radius=kron,
-        aperture_scale=scale,
-        area=found.area,
-        detection_snr=xp.where(with_error, detection_snr, xp.nan),
+        x=x,
+        y=y,
+        a=a,
+        b=b,
+        theta=theta,
+        kron_radius=kron[keep],
+        aperture_scale=scale[keep],
+        area=found.area[keep],
+        detection_snr=detection_snr[keep],
         flux=sums.flux[0],
         flux_err=sums.flux_err[0],
         circular_flux=sums.flux[1:],
@@ -286,7 +310,7 @@ def measure_sources(
         circular_radii_pix=radii_pix,
         flags=flags.astype(xp.int32),
         background_rms=background_rms,
-        segmentation=found.segmentation,
+        segmentation=segmentation,
         images=images,
         valid=valid,
     )
