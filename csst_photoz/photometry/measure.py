@@ -317,7 +317,15 @@ def measure_sources(
 
 
 def _background_rms(variances: Any, valid: Any, xp: Any) -> Any:
-    """(n_bands,) median noise per band from the variance plane (NaN for an unusable band)."""
-    sigma = xp.where(valid, xp.sqrt(variances), xp.nan)
-    n_bands = variances.shape[0]
-    return xp.nanmedian(sigma.reshape(n_bands, -1), axis=1)
+    """(n_bands,) median noise per band from the variance plane (NaN for an unusable band).
+
+    The median runs over every 4th pixel in each direction: plenty for a noise level, and 16x
+    cheaper on a full tile.
+    """
+    sparse_var, sparse_valid = variances[:, ::4, ::4], valid[:, ::4, ::4]
+    rms = xp.full(variances.shape[0], xp.nan, dtype=xp.float64)
+    for k in range(variances.shape[0]):
+        usable = sparse_var[k][sparse_valid[k]]
+        if usable.size:
+            rms[k] = float(xp.sqrt(xp.median(usable)))
+    return rms
