@@ -73,6 +73,15 @@ def _check_stack(name: str, array: Any, shape: tuple[int, ...]) -> None:
         raise ValueError(f"{name} has shape {tuple(array.shape)}, expected {shape}")
 
 
+def _check_centres(x: Any, y: Any) -> None:
+    if x.ndim != 1 or y.shape != x.shape:
+        raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must be 1-D of one length")
+
+
+def _all_positive_finite(xp: Any, *arrays: Any) -> bool:
+    return all(bool(xp.all((v > 0) & xp.isfinite(v))) for v in arrays)
+
+
 def _as_2d(value: Any, xp: Any, n: int) -> Any:
     value = xp.asarray(value, dtype=xp.float64)
     value = value[None] if value.ndim == 1 else value
@@ -91,7 +100,7 @@ def _window_flags(
         hit = (touched & inside & neighbour[:, cut, cut]).any(axis=(1, 2))
         bits |= xp.where(hit, int(SourceFlag.NEIGHBOURS), 0)
     if saturated is not None:
-        hit = (touched[None] & saturated[:, :, cut, cut]).any(axis=(0, 2, 3))
+        hit = (touched[None] & inside[None] & saturated[:, :, cut, cut]).any(axis=(0, 2, 3))
         bits |= xp.where(hit, int(SourceFlag.SATURATED), 0)
     return bits
 
@@ -147,9 +156,10 @@ def sum_ellipses(
     n_bands, ny, nx = images.shape
     x = xp.asarray(x, dtype=xp.float64)
     y = xp.asarray(y, dtype=xp.float64)
+    _check_centres(x, y)
     n = x.shape[0]
     semi_a, semi_b, theta = (_as_2d(v, xp, n) for v in (semi_a, semi_b, theta))
-    if bool(xp.any(~(semi_a > 0))) or bool(xp.any(~(semi_b > 0))):
+    if not _all_positive_finite(xp, semi_a, semi_b):
         raise ValueError("aperture semi-axes must be > 0 and finite")
     if valid is not None:
         valid = valid[None] if valid.ndim == 2 else valid
@@ -157,6 +167,10 @@ def sum_ellipses(
             raise ValueError(f"valid has shape {tuple(valid.shape)}, expected {(n_bands, ny, nx)}")
     if saturated is not None:
         saturated = saturated[None] if saturated.ndim == 2 else saturated
+        if tuple(saturated.shape) not in ((1, ny, nx), (n_bands, ny, nx)):
+            raise ValueError(
+                f"saturated has shape {tuple(saturated.shape)}, expected {(n_bands, ny, nx)}"
+            )
     if segmentation is not None:
         _check_stack("segmentation", segmentation, (ny, nx))
     elif mask_neighbours:
@@ -205,13 +219,14 @@ def sum_ellipses(
             window = (slice(None), slice(None), cut, cut)
             band_flux = xp.einsum("nij,bnij->bn", weight, pixels[window])
             band_err = xp.sqrt(xp.einsum("nij,bnij->bn", weight, pixel_var[window]))
-            missing = xp.zeros(band_flux.shape, dtype=bool)
-            if ok is not None:
-                touched = weight > 0
+            touched = weight > 0  # zero outside the image (and on masked neighbours)
+            if ok is None:
+                missing = xp.broadcast_to(~touched.any(axis=(1, 2)), band_flux.shape)
+            else:
                 lost = (touched[None] & ~ok[window]).any(axis=(0, 2, 3))
                 bits |= xp.where(lost, int(SourceFlag.MASKED), 0)
                 missing = ~(touched[None] & ok[window]).any(axis=(2, 3))
-                bits |= xp.where(missing.any(axis=0), int(SourceFlag.BAND_MISSING), 0)
+            bits |= xp.where(missing.any(axis=0), int(SourceFlag.BAND_MISSING), 0)
             flux[k][:, rows] = xp.where(missing, xp.nan, band_flux)
             flux_err[k][:, rows] = xp.where(missing, xp.nan, band_err)
             flags[k, rows] = bits.astype(xp.int32)
@@ -259,8 +274,13 @@ def kron_radius(
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D, got shape {tuple(image.shape)}")
     x, y, a, b, theta = (xp.asarray(v, dtype=xp.float64) for v in (x, y, a, b, theta))
-    if bool(xp.any(~(a > 0))) or bool(xp.any(~(b > 0))):
+    _check_centres(x, y)
+    if not all(v.shape == x.shape for v in (a, b, theta)):
+        raise ValueError(f"a, b and theta must have the shape of x {tuple(x.shape)}")
+    if not _all_positive_finite(xp, a, b):
         raise ValueError("second-moment axes a and b must be > 0 and finite")
+    if segmentation is not None:
+        _check_stack("segmentation", segmentation, tuple(image.shape))
     if not integration_radius > 0:
         raise ValueError(f"integration_radius must be > 0, got {integration_radius}")
     usable = xp.isfinite(image) if valid is None else (valid & xp.isfinite(image))

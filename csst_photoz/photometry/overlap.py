@@ -106,7 +106,7 @@ def ellipse_overlap(dx: Any, dy: Any, semi_a: Any, semi_b: Any, theta: Any) -> A
     margin = _HALF_DIAGONAL / xp.minimum(semi_a, semi_b)
     inner = xp.maximum(1.0 - margin, 0.0) ** 2
     outer = (1.0 + margin) ** 2
-    inside = rho2 <= inner
+    inside = rho2 < inner  # strict: inner is 0 when min(A, B) < d, and nothing is inside
     weight = inside.astype(rho2.dtype)
     boundary = xp.nonzero(~inside & (rho2 < outer))
     if boundary[0].size:
