@@ -12,10 +12,11 @@ noise of :func:`~csst_photoz.sim.detector.add_noise` with the instrument's sky, 
 figures exactly as :func:`~csst_photoz.sim.tiles.band_planes` computes them. Stamps are
 background-subtracted electrons, float32 (n, n_bands, size, size).
 
-The paper's photometry (sep, detection on g+r+i+z, 1 x Kron aperture:
-:func:`csst_photoz.photometry.measure_kron_photometry`) of the central object is measured on every
-stamp with the variance plane of the noise model; an undetected galaxy keeps its row with NaN
-fluxes and ``detected = False``, so table rows always align with stamps.
+The paper's photometry (detection on g+r+i+z, 1 x Kron aperture) of the central object is
+measured on every stamp with the project's own :func:`csst_photoz.photometry.measure_sources`
+(the code that measures survey tiles) with the variance plane of the noise model; an
+undetected galaxy keeps its row with NaN fluxes and ``detected = False``, so table rows always
+align with stamps.
 
 Determinism: every random stream of stamp ``i`` comes from
 ``np.random.SeedSequence([seed, galaxy_id, purpose(, band)])``, so a stamp is identical whatever
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any, Literal
 
 import numpy as np
@@ -45,7 +47,7 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from ..instrument import Instrument
-from ..photometry import central_object, measure_kron_photometry
+from ..photometry import PhotometryConfig, measure_sources
 from .catalog import simulate_catalog
 from .detector import add_noise, noise_figures
 from .population import PopulationConfig, surface_density
@@ -60,6 +62,7 @@ from .render import (
 __all__ = [
     "DEFAULT_POOL_SIZE",
     "NEIGHBOUR_MARGIN_PIX",
+    "STAMP_PHOTOMETRY",
     "NeighbourDraw",
     "draw_neighbours",
     "mean_neighbour_count",
@@ -73,6 +76,9 @@ __all__ = [
 NEIGHBOUR_MARGIN_PIX = 16
 #: Galaxies in the default neighbour pool.
 DEFAULT_POOL_SIZE = 20_000
+#: Photometry of stamps: the paper's recipe, no background mesh (stamps are background-free and
+#: smaller than a mesh box), no detection S/N cut (the central object is matched by position).
+STAMP_PHOTOMETRY = PhotometryConfig(subtract_background=False, min_detection_snr=0.0)
 
 _PURPOSE_OFFSET, _PURPOSE_NEIGHBOURS, _PURPOSE_NOISE, _PURPOSE_POOL = 0, 1, 2, 3
 # galaxy ids are int64, so this key never collides with a galaxy's streams
@@ -355,6 +361,7 @@ def render_stamps(
             bands=bands,
             centres=centre + offsets,
             max_match_distance=max_match_distance,
+            pixel_scale_arcsec=instrument.config.pixel_scale_arcsec,
         )
         for name in measured.column_names:
             table = table.append_column(measured.schema.field(name), measured[name])
@@ -385,9 +392,14 @@ def measure_stamps(
     bands: tuple[str, ...] | list[str],
     centres: NDArray[np.floating] | None = None,
     max_match_distance: float = 3.0,
-    **photometry: Any,
+    pixel_scale_arcsec: float = 0.075,
+    photometry: PhotometryConfig = STAMP_PHOTOMETRY,
 ) -> pa.Table:
-    """The paper's photometry of each stamp's central object (sep, 1 x Kron on g+r+i+z).
+    """The paper's photometry of each stamp's central object (1 x Kron on g+r+i+z).
+
+    Measured with the project's own photometry
+    (:func:`csst_photoz.photometry.measure_sources`), the code that measures survey tiles, so
+    that training features and survey features come from one implementation.
 
     Parameters
     ----------
@@ -403,17 +415,21 @@ def measure_stamps(
         (n, 2) true (x, y) of each central galaxy [pixels, 0-based]; default the stamp centre.
     max_match_distance
         Largest distance [pixels] between the centre and the matched detection.
-    **photometry
-        Passed on to :func:`~csst_photoz.photometry.measure_kron_photometry` (e.g.
-        ``kron_factor``, ``threshold_sigma``, ``detection_bands``).
+    pixel_scale_arcsec
+        Pixel size (for the circular apertures of ``photometry``).
+    photometry
+        Photometry settings; the default :data:`STAMP_PHOTOMETRY` is the paper's recipe without
+        background subtraction (stamps are background-free and too small for a mesh) and
+        without the detection S/N cut (the central object is matched by position).
 
     Returns
     -------
     pyarrow.Table
         One row per stamp: ``kron_flux_<b>``, ``kron_flux_err_<b>`` [e-], ``kron_x``,
         ``kron_y``, ``kron_a``, ``kron_b`` [pixels], ``kron_theta`` [rad], ``kron_radius`` (in
-        units of a, b), ``kron_detection_snr``, ``kron_flags``, ``detected``. Undetected objects
-        keep NaN (flags 0, ``detected`` False).
+        units of a, b), ``kron_detection_snr``, ``kron_flags``
+        (:class:`~csst_photoz.photometry.SourceFlag`), ``detected``. Undetected objects keep
+        NaN (flags 0, ``detected`` False).
     """
     stamps = np.asarray(stamps)
     bands = tuple(bands)
@@ -439,23 +455,29 @@ def measure_stamps(
     }
     flags = np.zeros(n, dtype=np.int32)
     detected = np.zeros(n, dtype=bool)
-    source_names = {"kron_detection_snr": "detection_snr", "kron_radius": "kron_radius"}
-    source_names.update({f"kron_{q}": q for q in ("x", "y", "a", "b", "theta")})
-    for b in bands:
-        source_names[f"kron_flux_{b}"] = f"flux_{b}"
-        source_names[f"kron_flux_err_{b}"] = f"flux_err_{b}"
+    source_names: dict[str, Any] = {
+        f"kron_{q}": attrgetter(q) for q in ("x", "y", "a", "b", "theta", "detection_snr")
+    }
+    source_names["kron_radius"] = attrgetter("kron_radius")
+    for k, b in enumerate(bands):
+        source_names[f"kron_flux_{b}"] = lambda m, k=k: m.flux[k]
+        source_names[f"kron_flux_err_{b}"] = lambda m, k=k: m.flux_err[k]
     for i in range(n):
         variance = (
             variances[:, None, None] + np.clip(stamps[i], 0.0, None) if per_band else variances[i]
         )
-        objects = measure_kron_photometry(stamps[i], variance, bands=bands, **photometry)
-        row = central_object(objects, *centres[i], max_distance=max_match_distance)
-        if row < 0:
+        objects = measure_sources(
+            stamps[i], np.asarray(variance, dtype=np.float32), bands=bands,
+            pixel_scale_arcsec=pixel_scale_arcsec, config=photometry,
+        )  # fmt: skip
+        distance = np.hypot(objects.x - centres[i, 0], objects.y - centres[i, 1])
+        if distance.size == 0 or distance.min() > max_match_distance:
             continue
+        row = int(np.argmin(distance))
         detected[i] = True
-        flags[i] = objects["flags"][row]
+        flags[i] = objects.flags[row]
         for name, source in source_names.items():
-            values[name][i] = objects[source][row]
+            values[name][i] = source(objects)[row]
 
     descriptions = {
         "kron_x": ("pixel", "x of the matched detection (0-based)"),
@@ -472,7 +494,7 @@ def measure_stamps(
     fields = [_field(name, pa.float64(), *descriptions[name]) for name in values]
     arrays = [pa.array(values[name]) for name in values]
     fields += [
-        _field("kron_flags", pa.int32(), "", "sep flags ORed over bands (sep_kron)"),
+        _field("kron_flags", pa.int32(), "", "csst_photoz.photometry.SourceFlag bits"),
         _field("detected", pa.bool_(), "", "a detection lies within the match distance"),
     ]
     arrays += [pa.array(flags), pa.array(detected)]
