@@ -162,11 +162,8 @@ def _box_statistics(
 ) -> tuple[Any, Any]:
     """Mesh of (mode, clipped rms), shape (2, band, ny, nx), and which boxes are good."""
     # (band, ny, nx, box pixels) with invalid pixels and the fill of shorter boxes at +inf
-    values = xp.pad(values, ((0, 0), (0, 1), (0, 1)), constant_values=xp.inf)
     edges_y, edges_x = edges
-    index_y, index_x = _box_index(edges_y), _box_index(edges_x)
-    blocks = values[:, xp.asarray(index_y)[:, None, :, None], xp.asarray(index_x)[None, :, None, :]]
-    blocks = blocks.reshape(*blocks.shape[:3], -1)
+    blocks = _boxes(xp, values, edges_y, edges_x)
     del values
     blocks.sort(axis=-1)
     valid = blocks < xp.inf
@@ -176,17 +173,41 @@ def _box_statistics(
     blocks -= centre[..., None]
     median = xp.zeros_like(centre)
     std = 0.5 * (_quantile(xp, blocks, n_valid, 0.8413) - _quantile(xp, blocks, n_valid, 0.1587))
+    # prefix sums of the sorted values: any clipping interval's sums in O(1) per box
+    # float32 is enough: the values are relative to the box median (sums of O(sqrt(n)) size)
+    zero = xp.zeros((*blocks.shape[:-1], 1), dtype=xp.float32)
+    finite = xp.where(valid, blocks, xp.float32(0))
+    sums = xp.concatenate([zero, xp.cumsum(finite, axis=-1)], axis=-1)
+    squares = xp.concatenate([zero, xp.cumsum(finite * finite, axis=-1)], axis=-1)
+    del finite
     if iterations == 0:
-        mean, median, std = _clipped_stats(xp, blocks, valid)
+        low = xp.zeros_like(n_valid)
+        mean, median, std = _interval_stats(xp, blocks, sums, squares, low, n_valid)
     for _ in range(iterations):
-        keep = xp.abs(blocks - median[..., None]) <= (clip_sigma * std)[..., None]
-        mean, median, std = _clipped_stats(xp, blocks, keep)
+        # the values within clip_sigma x std of the median: a contiguous run [low, high)
+        low = (blocks < (median - clip_sigma * std)[..., None]).sum(axis=-1)
+        high = (blocks <= (median + clip_sigma * std)[..., None]).sum(axis=-1)
+        mean, median, std = _interval_stats(xp, blocks, sums, squares, low, high)
         std = std / _truncation_factor(clip_sigma)
     crowded = xp.abs(mean - median) >= MODE_CROWDING_LIMIT * std
     mode = xp.where(crowded, median, 2.5 * median - 1.5 * mean)
     area = np.outer(np.diff(edges_y), np.diff(edges_x))
     good = n_valid >= xp.asarray(MIN_GOOD_FRACTION * area)
     return xp.stack([centre + mode, std]).astype(xp.float32), good
+
+
+def _boxes(xp: Any, values: Any, edges_y: np.ndarray, edges_x: np.ndarray) -> Any:
+    """(band, ny, nx, box pixels) blocks; pixels past a shorter box's end are +inf."""
+    sizes_y, sizes_x = np.diff(edges_y), np.diff(edges_x)
+    if (sizes_y == sizes_y[0]).all() and (sizes_x == sizes_x[0]).all():
+        # equal boxes (the box size divides the image): a reshape, no gather
+        bands, by, bx = values.shape[0], int(sizes_y[0]), int(sizes_x[0])
+        blocks = values.reshape(bands, sizes_y.size, by, sizes_x.size, bx)
+        return blocks.transpose(0, 1, 3, 2, 4).reshape(bands, sizes_y.size, sizes_x.size, -1)
+    values = xp.pad(values, ((0, 0), (0, 1), (0, 1)), constant_values=xp.inf)
+    index_y, index_x = _box_index(edges_y), _box_index(edges_x)
+    blocks = values[:, xp.asarray(index_y)[:, None, :, None], xp.asarray(index_x)[None, :, None, :]]
+    return blocks.reshape(*blocks.shape[:3], -1)
 
 
 def _box_index(edges: np.ndarray) -> np.ndarray:
@@ -196,18 +217,26 @@ def _box_index(edges: np.ndarray) -> np.ndarray:
     return np.where(index < edges[1:, None], index, edges[-1])
 
 
-def _clipped_stats(xp: Any, values: Any, keep: Any) -> tuple[Any, Any, Any]:
-    """Mean, median and standard deviation of ``values[keep]`` along the last axis.
+def _interval_stats(
+    xp: Any, values: Any, sums: Any, squares: Any, low: Any, high: Any
+) -> tuple[Any, Any, Any]:
+    """Mean, median and standard deviation of ``values[..., low:high]``.
 
-    ``values`` is sorted along the last axis and ``keep`` selects a contiguous run of it (an
-    interval of values), so the median is read off by index.
+    ``values`` is sorted along the last axis; ``sums`` and ``squares`` are its prefix sums (with
+    a leading 0) of the values and their squares, so every statistic costs O(1) per box.
     """
-    count = keep.sum(axis=-1)
+    count = high - low
     safe = xp.maximum(count, 1).astype(xp.float32)
-    mean = (xp.where(keep, values, 0).sum(axis=-1) / safe).astype(xp.float32)
-    var = (xp.where(keep, values - mean[..., None], 0) ** 2).sum(axis=-1) / safe
-    median = _sorted_median(xp, values, xp.argmax(keep.view(xp.uint8), axis=-1), count)
-    return mean, median, xp.sqrt(var).astype(xp.float32)
+
+    def interval(prefix: Any) -> Any:
+        upper = xp.take_along_axis(prefix, high[..., None], axis=-1)[..., 0]
+        lower = xp.take_along_axis(prefix, low[..., None], axis=-1)[..., 0]
+        return upper - lower
+
+    mean = interval(sums) / safe
+    var = xp.maximum(interval(squares) / safe - mean * mean, 0.0)
+    median = _sorted_median(xp, values, low, count)
+    return mean.astype(xp.float32), median, xp.sqrt(var).astype(xp.float32)
 
 
 def _sorted_median(xp: Any, values: Any, first: Any, count: Any) -> Any:

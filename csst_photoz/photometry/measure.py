@@ -200,26 +200,35 @@ def measure_sources(
     if not pixel_scale_arcsec > 0:
         raise ValueError(f"pixel_scale_arcsec must be > 0, got {pixel_scale_arcsec}")
 
+    images = xp.asarray(images, dtype=xp.float32)
+    variances = xp.asarray(variances, dtype=xp.float32)
     valid = xp.isfinite(images) & xp.isfinite(variances) & (variances >= 0)
     saturated = None
     if mask is not None:
         mask = mask[None] if mask.ndim == 2 else mask
         valid &= (mask & config.bad_mask_bits) == 0
         saturated = (mask & int(MaskBit.SATURATED)) != 0
-        saturated = xp.broadcast_to(saturated, images.shape)
-    images = xp.where(valid, images, 0.0).astype(xp.float32)
-    variances = xp.where(valid, variances, 0.0).astype(xp.float32)
+        saturated = xp.broadcast_to(saturated, images.shape) if bool(saturated.any()) else None
+    all_valid = bool(valid.all())
+    if not all_valid:  # unusable pixels become 0 with 0 variance (and stay flagged by `valid`)
+        images = xp.where(valid, images, xp.float32(0))
+        variances = xp.where(valid, variances, xp.float32(0))
     if config.subtract_background:
+        subtracted = xp.empty_like(images)
         for k in range(len(bands)):
             if not bool(valid[k].any()):
-                continue  # an all-masked band: nothing to estimate; its fluxes come out NaN
+                subtracted[k] = images[k]  # an all-masked band: nothing to estimate (NaN fluxes)
+                continue
             background, _ = estimate_background(
                 images[k],
-                mask=~valid[k],
+                mask=None if all_valid else ~valid[k],
                 box_size=config.background_box,
                 filter_size=config.background_filter,
             )
-            images[k] = xp.where(valid[k], images[k] - background, 0.0)
+            xp.subtract(images[k], background, out=subtracted[k])
+            if not all_valid:
+                subtracted[k] = xp.where(valid[k], subtracted[k], xp.float32(0))
+        images = subtracted
     background_rms = _background_rms(variances, valid, xp)
 
     index = [bands.index(band) for band in config.detection_bands]
