@@ -217,8 +217,11 @@ def sum_ellipses(
             if mask_neighbours:
                 weight = xp.where(neighbour[:, cut, cut], 0.0, weight)
             window = (slice(None), slice(None), cut, cut)
-            band_flux = xp.einsum("nij,bnij->bn", weight, pixels[window])
-            band_err = xp.sqrt(xp.einsum("nij,bnij->bn", weight, pixel_var[window]))
+            # sums in the pixels' dtype (float32 for tiles): no float64 copy of the windows
+            weight_p = weight.astype(pixels.dtype)
+            band_flux = xp.einsum("nij,bnij->bn", weight_p, pixels[window]).astype(xp.float64)
+            band_var = xp.einsum("nij,bnij->bn", weight_p, pixel_var[window]).astype(xp.float64)
+            band_err = xp.sqrt(band_var)
             touched = weight > 0  # zero outside the image (and on masked neighbours)
             if ok is None:
                 missing = xp.broadcast_to(~touched.any(axis=(1, 2)), band_flux.shape)
