@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import __version__
+from .evaluation.cli import add_evaluate_parser
 
 if TYPE_CHECKING:  # the CLI imports the heavy modules lazily so that --help is instant
     from .instrument import Instrument
@@ -231,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     stamps.add_argument("--config", type=Path, help="instrument TOML overriding defaults")
     _add_cluster_options(stamps)
     stamps.set_defaults(func=_cmd_simulate_stamps)
+
+    add_evaluate_parser(commands)
 
     demo = commands.add_parser(
         "demo", help="the main job on the embedded default: instrument report + population"

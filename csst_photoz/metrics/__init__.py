@@ -8,6 +8,15 @@ deviation, `outlier_fraction` the share of galaxies with
 """
 
 from csst_photoz.metrics.binned import binned_metrics
+from csst_photoz.metrics.calibration import (
+    calibration_metrics,
+    crps_gaussian,
+    expected_coverage,
+    interval_coverage,
+    pit_histogram,
+    pit_ks_statistic,
+    pit_values,
+)
 from csst_photoz.metrics.point import (
     OUTLIER_THRESHOLD,
     bias,
@@ -20,7 +29,14 @@ __all__ = [
     "OUTLIER_THRESHOLD",
     "bias",
     "binned_metrics",
+    "calibration_metrics",
+    "crps_gaussian",
+    "expected_coverage",
+    "interval_coverage",
     "outlier_fraction",
+    "pit_histogram",
+    "pit_ks_statistic",
+    "pit_values",
     "point_metrics",
     "sigma_nmad",
 ]
