@@ -1,0 +1,86 @@
+"""Training of the photo-z networks (Zhou et al. 2022): data, augmentation, loop, DDP, CLI.
+
+- :mod:`.config` -- `TrainingConfig`, the paper's recipe as a frozen pydantic model (TOML);
+- :mod:`.data` -- `load_training_set`: the Parquet table (+ zarr stamps), validated and selected;
+- :mod:`.split` -- `split_rows`: train / validation / test rows by a seed;
+- :mod:`.augment` -- flux realisations and dihedral transforms with explicit generators;
+- :mod:`.batches` -- in-memory tensors and the epoch's sample order;
+- :mod:`.build` -- untrained networks for a training set, hybrid transfer's start;
+- :mod:`.validation` -- validation predictions and monitored metrics;
+- :mod:`.state`, :mod:`.log` -- resumable training state and the JSON-lines log;
+- :mod:`.loop` -- `train_model`;
+- :mod:`.distributed` -- the same under ``torchrun`` (DDP);
+- :mod:`.cli` -- ``csst-photoz train`` / ``python -m csst_photoz.training``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "KINDS",
+    "AugmentPlan",
+    "DataColumns",
+    "DistributedContext",
+    "ResumeError",
+    "RunPaths",
+    "Schedule",
+    "Split",
+    "TrainingConfig",
+    "TrainingDataError",
+    "TrainingResult",
+    "TrainingSet",
+    "augment_batch",
+    "build_model",
+    "distributed_context",
+    "epoch_generator",
+    "load_config",
+    "load_training_set",
+    "read_log",
+    "realise_fluxes",
+    "select_rows",
+    "split_rows",
+    "train_model",
+]
+
+# Names load on first use: ``csst-photoz --help`` (which imports the ``train`` parser) must not
+# pay for importing torch.
+_SOURCES = {
+    "AugmentPlan": "augment",
+    "augment_batch": "augment",
+    "epoch_generator": "augment",
+    "realise_fluxes": "augment",
+    "build_model": "build",
+    "KINDS": "config",
+    "DataColumns": "config",
+    "Schedule": "config",
+    "TrainingConfig": "config",
+    "load_config": "config",
+    "TrainingDataError": "data",
+    "TrainingSet": "data",
+    "load_training_set": "data",
+    "select_rows": "data",
+    "DistributedContext": "distributed",
+    "distributed_context": "distributed",
+    "read_log": "log",
+    "TrainingResult": "loop",
+    "train_model": "loop",
+    "Split": "split",
+    "split_rows": "split",
+    "ResumeError": "state",
+    "RunPaths": "state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{source}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

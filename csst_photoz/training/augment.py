@@ -1,0 +1,165 @@
+"""Data augmentation of Zhou et al. (2022): flux realisations and the dihedral transforms.
+
+* **Flux realisations** (MLP, hybrids): the paper trains on 50 Gaussian realisations of each
+  galaxy's fluxes, ``F + N(0, sigma_F)``, with the features recomputed. Here an epoch holds
+  ``flux_realisations`` (50) copies of each training galaxy and every copy draws *fresh* noise
+  when it is visited, instead of 50 realisations fixed once: the same number of noisy samples
+  per epoch (so the paper's epoch counts and patiences keep their meaning) from the same
+  distribution, with no 50-fold copy of the set in memory. The models compute their features
+  from raw fluxes, so recomputing the features is automatic.
+* **Dihedral transforms** (CNN): the eight rotations/flips of each stamp. An epoch holds
+  ``dihedral_copies`` (8) copies of each galaxy and copy ``c`` gets transform ``c``, so with
+  the default every stamp is seen in each of its eight orientations exactly once per epoch.
+* **Hybrids**: every flux realisation is paired with an independent, uniformly random dihedral
+  transform of the stamp.
+
+All randomness comes from an explicit :class:`torch.Generator`: `epoch_generator` derives one
+per (seed, epoch, process) on the training device, so an epoch's augmentation depends only on
+those numbers (an interrupted run resumes with identical draws).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..models.stamp_transform import N_DIHEDRAL, dihedral
+from .batches import Batch
+from .config import TrainingConfig, check_kind
+
+__all__ = [
+    "AugmentPlan",
+    "DihedralMode",
+    "augment_batch",
+    "dihedral_choice",
+    "epoch_generator",
+    "realise_fluxes",
+]
+
+DihedralMode = Literal["none", "cycle", "random"]
+# separates the augmentation streams from any other use of the run's seed
+_AUGMENT_KEY = 0x617567
+
+
+@dataclass(frozen=True)
+class AugmentPlan:
+    """How one network's training samples are augmented.
+
+    Attributes
+    ----------
+    copies
+        Augmented copies of each training galaxy per epoch.
+    flux_noise
+        Draw a flux realisation ``F + N(0, sigma_F)`` for every sample.
+    dihedral
+        ``"none"``; ``"cycle"``: copy ``c`` gets transform ``c % 8``; ``"random"``: uniform.
+    """
+
+    copies: int
+    flux_noise: bool
+    dihedral: DihedralMode
+
+    @classmethod
+    def for_kind(cls, kind: str, config: TrainingConfig) -> AugmentPlan:
+        """The paper's augmentation of network ``kind`` (copies from ``config``)."""
+        kind = check_kind(kind)
+        if kind == "mlp":
+            return cls(config.flux_realisations, flux_noise=True, dihedral="none")
+        if kind == "cnn":
+            return cls(config.dihedral_copies, flux_noise=False, dihedral="cycle")
+        return cls(config.flux_realisations, flux_noise=True, dihedral="random")
+
+
+def epoch_generator(
+    seed: int, epoch: int, *, rank: int = 0, device: torch.device | str = "cpu"
+) -> torch.Generator:
+    """A generator on ``device`` seeded from (seed, epoch, rank) alone."""
+    state = np.random.SeedSequence([int(seed) & (2**63 - 1), _AUGMENT_KEY, epoch, rank])
+    value = int(state.generate_state(1, dtype=np.uint64)[0]) & (2**63 - 1)
+    return torch.Generator(device=torch.device(device)).manual_seed(value)
+
+
+def realise_fluxes(fluxes: Tensor, flux_errors: Tensor, *, generator: torch.Generator) -> Tensor:
+    """One Gaussian realisation per row: ``fluxes + N(0, 1) * flux_errors``.
+
+    Parameters
+    ----------
+    fluxes, flux_errors
+        (n, bands) measured fluxes and their 1-sigma errors.
+    generator
+        Random stream on the tensors' device.
+
+    Returns
+    -------
+    Tensor
+        (n, bands) realised fluxes (the errors are unchanged).
+    """
+    if fluxes.shape != flux_errors.shape:
+        raise ValueError(
+            f"fluxes {tuple(fluxes.shape)} and errors {tuple(flux_errors.shape)} differ in shape"
+        )
+    noise = torch.randn(fluxes.shape, generator=generator, device=fluxes.device, dtype=fluxes.dtype)
+    return fluxes + noise * flux_errors
+
+
+def dihedral_choice(
+    copy_index: Tensor, mode: DihedralMode, *, generator: torch.Generator
+) -> Tensor | None:
+    """The dihedral transform (0-7) of each sample, or None for ``mode="none"``.
+
+    Parameters
+    ----------
+    copy_index
+        (n,) copy number of each sample (used by ``"cycle"``).
+    mode
+        ``"none"``, ``"cycle"`` or ``"random"`` (see `AugmentPlan`).
+    generator
+        Random stream (``"random"``), on ``copy_index``'s device.
+    """
+    if mode == "none":
+        return None
+    if mode == "cycle":
+        return copy_index.remainder(N_DIHEDRAL)
+    if mode == "random":
+        return torch.randint(
+            0, N_DIHEDRAL, copy_index.shape, generator=generator, device=copy_index.device
+        )
+    raise ValueError(f"unknown dihedral mode {mode!r}")
+
+
+def augment_batch(
+    batch: Batch, copy_index: Tensor, plan: AugmentPlan, *, generator: torch.Generator
+) -> tuple[Batch, Tensor | None]:
+    """Augment one training batch as ``plan`` says.
+
+    The flux noise is drawn before the transforms, both from ``generator``.
+
+    Parameters
+    ----------
+    batch
+        Measured fluxes and errors and/or stamps of the batch's galaxies.
+    copy_index
+        (n,) copy number of each sample, on the batch's device.
+    plan
+        The network's augmentation.
+    generator
+        Random stream on the batch's device.
+
+    Returns
+    -------
+    batch : Batch
+        The augmented batch (inputs the plan does not touch are passed through).
+    transforms : Tensor or None
+        (n,) dihedral transform applied to each stamp, or None.
+    """
+    fluxes, stamps = batch.fluxes, batch.stamps
+    if plan.flux_noise and fluxes is not None and batch.flux_errors is not None:
+        fluxes = realise_fluxes(fluxes, batch.flux_errors, generator=generator)
+    transforms = dihedral_choice(copy_index, plan.dihedral, generator=generator)
+    if transforms is not None and stamps is not None:
+        stamps = dihedral(stamps, transforms)
+    return replace(batch, fluxes=fluxes, stamps=stamps), transforms

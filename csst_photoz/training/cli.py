@@ -1,0 +1,127 @@
+"""The ``train`` command: ``csst-photoz train`` and ``python -m csst_photoz.training``.
+
+::
+
+    csst-photoz train {mlp,cnn,hybrid,hybrid-transfer} --data DIR --out CKPT
+        [--config file.toml] [--epochs N] [--seed S] [--no-resume]
+        [--mlp-checkpoint CKPT] [--cnn-checkpoint CKPT] [--device DEV] [--quiet]
+
+``python -m csst_photoz.training`` takes the same arguments without the word ``train``, so
+that ``torchrun --nproc-per-node N -m csst_photoz.training cnn --data ... --out ...`` trains
+data-parallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import KINDS
+
+__all__ = ["add_train_arguments", "add_train_parser", "build_parser", "main", "run"]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``train`` arguments to ``parser`` (and make `main` its handler)."""
+    parser.add_argument("kind", choices=KINDS, help="network to train")
+    parser.add_argument(
+        "--data", type=Path, required=True,
+        help="training-set folder (stamps.parquet + stamps.zarr), or a Parquet file (mlp)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, required=True,
+        help="best-model checkpoint; <stem>.last.pt and <stem>.log.jsonl go beside it",
+    )  # fmt: skip
+    parser.add_argument("--config", type=Path, help="TOML file with a [training] table")
+    parser.add_argument("--epochs", type=_positive_int, help="maximum epochs (overrides config)")
+    parser.add_argument("--seed", type=int, help="seed of split, weights, order, augmentation")
+    parser.add_argument("--mlp-checkpoint", type=Path, help="trained MLP (hybrid-transfer)")
+    parser.add_argument("--cnn-checkpoint", type=Path, help="trained CNN (hybrid-transfer)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    parser.add_argument(
+        "--no-resume", action="store_true", help="start afresh even if a training state exists"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=main)
+    return parser
+
+
+def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``train`` command to the ``csst-photoz`` sub-command parsers.
+
+    Parameters
+    ----------
+    subparsers
+        The object returned by ``ArgumentParser.add_subparsers``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``train`` parser (its ``func`` default is `main`).
+    """
+    parser = subparsers.add_parser(
+        "train", help="train a photo-z network (MLP, CNN, hybrid, hybrid transfer)"
+    )
+    return add_train_arguments(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The stand-alone parser of ``python -m csst_photoz.training``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m csst_photoz.training",
+        description="Train a photo-z network (Zhou et al. 2022 recipe); torchrun-ready.",
+    )
+    return add_train_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the ``train`` command for parsed ``args``; returns the exit status.
+
+    Errors (missing files, invalid data or settings) propagate as exceptions, for the caller
+    to report (`run` prints them).
+    """
+    from .config import TrainingConfig, load_config
+    from .loop import train_model
+
+    config = load_config(args.config) if args.config is not None else TrainingConfig()
+    config = config.with_updates(
+        max_epochs=args.epochs,
+        seed=args.seed,
+        mlp_checkpoint=args.mlp_checkpoint,
+        cnn_checkpoint=args.cnn_checkpoint,
+        progress=False if args.quiet else None,
+    )
+    result = train_model(
+        args.kind, args.data, config, args.out, resume=not args.no_resume, device=args.device
+    )
+    if result.history:  # rank 0
+        metrics = result.best_metrics
+        print(
+            f"{args.kind}: {result.epochs_completed} epochs"
+            f"{' (stopped early)' if result.stopped_early else ''}; best epoch "
+            f"{result.best_epoch}: val MAE {metrics.get('loss', float('nan')):.4f}, "
+            f"sigma_NMAD {metrics.get('sigma_nmad', float('nan')):.4f}, "
+            f"outliers {metrics.get('outlier_fraction', float('nan')):.2%} -> {result.paths.best}"
+            f" (log {result.paths.log})"
+        )
+    return 0
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m csst_photoz.training``: parse, train, report errors."""
+    args = build_parser().parse_args(argv)
+    try:
+        return main(args)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        print(f"csst-photoz train: error: {error}", file=sys.stderr)
+        return 2

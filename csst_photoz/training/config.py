@@ -1,0 +1,305 @@
+"""The training recipe as one typed, frozen configuration, with the paper's defaults.
+
+Zhou et al. (2022) train every network with the mean absolute error (MAE) on z and Adam at a
+learning rate of 1e-4. The MLP runs up to 150 epochs and keeps the best validation model; the
+CNN and the hybrids divide the learning rate by 10 after 5 epochs without improvement of the
+validation loss and stop after 10, keeping the best model. The paper does not state a batch
+size (the authors' later work used 512-2048); 512 is the default here.
+
+Beyond the paper, every network has an uncertainty head trained alongside with
+:func:`~csst_photoz.models.gaussian_nll` (on detached residuals, so the point estimate's
+training is unchanged), weighted by ``uncertainty_weight``.
+
+A configuration is loaded from the ``[training]`` table of a TOML file (`load_config`); unknown
+keys anywhere are errors. Per-network schedules live in sub-tables::
+
+    [training]
+    seed = 2022
+    batch_size = 512
+
+    [training.cnn]
+    max_epochs = 120
+
+    [training.columns]
+    flux = "kron_flux_{band}"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "KINDS",
+    "DataColumns",
+    "Kind",
+    "Schedule",
+    "TrainingConfig",
+    "check_kind",
+    "load_config",
+    "uses_fluxes",
+    "uses_stamps",
+]
+
+Kind = Literal["mlp", "cnn", "hybrid", "hybrid-transfer"]
+#: The networks `train_model` trains.
+KINDS: tuple[str, ...] = ("mlp", "cnn", "hybrid", "hybrid-transfer")
+_STAMP_KINDS = ("cnn", "hybrid", "hybrid-transfer")
+_FLUX_KINDS = ("mlp", "hybrid", "hybrid-transfer")
+# settings that may change between an interrupted run and its resumption
+_RESUMABLE_CHANGES = ("max_epochs", "progress", "eval_batch_size", "mixed_precision")
+
+
+def check_kind(kind: str) -> str:
+    """Return ``kind`` if it is one of `KINDS`, else raise a `ValueError` listing them."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown network {kind!r}; choose one of {list(KINDS)}")
+    return kind
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Schedule(_Frozen):
+    """Epoch budget, learning-rate schedule and early stopping of one network.
+
+    Attributes
+    ----------
+    max_epochs
+        Most epochs to run.
+    lr_patience
+        Epochs without improvement of the validation loss before the learning rate is
+        multiplied by `TrainingConfig.lr_factor` (``ReduceLROnPlateau``); None: constant rate.
+    early_stopping_patience
+        Epochs without improvement before training stops; None: run all ``max_epochs``.
+    """
+
+    max_epochs: int = Field(gt=0)
+    lr_patience: int | None = Field(default=None, ge=0)
+    early_stopping_patience: int | None = Field(default=None, gt=0)
+
+
+class DataColumns(_Frozen):
+    """Which table columns hold the bands' fluxes, their errors and the true redshift.
+
+    Attributes
+    ----------
+    bands
+        Band names in model input order; None: from the table's ``csst_photoz.bands`` schema
+        metadata, else the stamp array's ``bands`` attribute.
+    flux, flux_err
+        Column-name templates with a ``{band}`` field (the simulator's 1 x Kron photometry in
+        electrons by default).
+    redshift
+        True-redshift column.
+    detected
+        Boolean column; rows where it is False are dropped (ignored if the table lacks it).
+    """
+
+    bands: tuple[str, ...] | None = None
+    flux: str = "kron_flux_{band}"
+    flux_err: str = "kron_flux_err_{band}"
+    redshift: str = "redshift"
+    detected: str = "detected"
+
+    @field_validator("flux", "flux_err")
+    @classmethod
+    def _has_band_field(cls, template: str) -> str:
+        if "{band}" not in template:
+            raise ValueError(f"column template {template!r} needs a '{{band}}' field")
+        return template
+
+    @field_validator("bands")
+    @classmethod
+    def _distinct_bands(cls, bands: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if bands is not None and (len(bands) == 0 or len(set(bands)) != len(bands)):
+            raise ValueError(f"bands must be non-empty and distinct, got {bands}")
+        return bands
+
+    def flux_columns(self, bands: tuple[str, ...]) -> list[str]:
+        """Flux column names of ``bands``."""
+        return [self.flux.format(band=b) for b in bands]
+
+    def error_columns(self, bands: tuple[str, ...]) -> list[str]:
+        """Flux-error column names of ``bands``."""
+        return [self.flux_err.format(band=b) for b in bands]
+
+
+class TrainingConfig(_Frozen):
+    """Everything that decides how a network is trained (the paper's recipe by default).
+
+    Attributes
+    ----------
+    seed
+        Seeds the split, the initial weights, the batch order and the augmentation.
+    batch_size
+        Samples per optimiser step, summed over all processes of a distributed run (each of
+        ``N`` processes takes ``batch_size // N``). Not stated in the paper.
+    learning_rate
+        Adam's initial learning rate (1e-4).
+    loss
+        Point-estimate loss; the paper's mean absolute error.
+    max_epochs
+        Overrides every schedule's ``max_epochs`` (the CLI's ``--epochs``).
+    mlp, cnn, hybrid
+        Schedules; ``hybrid`` serves both hybrids. MLP: 150 epochs, keep the best. CNN and
+        hybrids: learning rate x ``lr_factor`` after 5 epochs without improvement, stop after
+        10; 200 epochs at most (the paper's CNN peaked at 82, the hybrids at 30-47).
+    lr_factor
+        ``ReduceLROnPlateau`` factor (0.1).
+    flux_realisations
+        Augmented copies of each training galaxy per epoch for the MLP and the hybrids (50):
+        each copy draws fresh fluxes ``F + N(0, sigma_F)`` (hybrids: paired with a random
+        dihedral transform of the stamp); see :mod:`csst_photoz.training.augment`.
+    dihedral_copies
+        Copies of each stamp per epoch for the CNN (8: each of the eight rotations/flips once).
+    uncertainty_weight
+        Weight of the uncertainty head's Gaussian NLL beside the MAE.
+    test_fraction, validation_fraction
+        Test share of the table's rows, and validation share of the rest: 0.25 and 0.1 give
+        the paper's 10,000 test / 27,000 train / 3,000 validation for 40,000 galaxies.
+    columns
+        Table columns (`DataColumns`).
+    limiting_flux
+        Per-band limiting flux for the MLP's features (the paper: 5-sigma depths), in the flux
+        columns' unit; None: 5 x the median flux error of the training rows.
+    background_rms
+        Per-band background noise per pixel [e-] of the stamps; None: estimated from the stamps'
+        borders.
+    stamp_size, stamp_scaling
+        CNN input side (32) and scaling (``"asinh"`` or the paper's ``"none"``).
+    mlp_checkpoint, cnn_checkpoint
+        Trained MLP and CNN (hybrid transfer only); relative paths in a TOML file are relative
+        to that file.
+    mixed_precision
+        bfloat16 autocast on CUDA (ignored on CPU).
+    eval_batch_size
+        Rows per forward pass during validation.
+    progress
+        Show a progress bar per epoch.
+    """
+
+    seed: int = 0
+    batch_size: int = Field(default=512, gt=0)
+    learning_rate: float = Field(default=1e-4, gt=0)
+    loss: Literal["mae"] = "mae"
+    max_epochs: int | None = Field(default=None, gt=0)
+    mlp: Schedule = Schedule(max_epochs=150)
+    cnn: Schedule = Schedule(max_epochs=200, lr_patience=5, early_stopping_patience=10)
+    hybrid: Schedule = Schedule(max_epochs=200, lr_patience=5, early_stopping_patience=10)
+    lr_factor: float = Field(default=0.1, gt=0, lt=1)
+    flux_realisations: int = Field(default=50, gt=0)
+    dihedral_copies: int = Field(default=8, ge=1, le=8)
+    uncertainty_weight: float = Field(default=1.0, ge=0)
+    test_fraction: float = Field(default=0.25, ge=0, lt=1)
+    validation_fraction: float = Field(default=0.1, gt=0, lt=1)
+    columns: DataColumns = DataColumns()
+    limiting_flux: tuple[float, ...] | None = None
+    background_rms: tuple[float, ...] | None = None
+    stamp_size: int = Field(default=32, ge=8)
+    stamp_scaling: Literal["asinh", "none"] = "asinh"
+    mlp_checkpoint: Path | None = None
+    cnn_checkpoint: Path | None = None
+    mixed_precision: bool = True
+    eval_batch_size: int = Field(default=4096, gt=0)
+    progress: bool = True
+
+    @field_validator("limiting_flux", "background_rms")
+    @classmethod
+    def _positive(cls, values: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if values is not None and not all(v > 0 and v < float("inf") for v in values):
+            raise ValueError(f"values must be positive and finite, got {values}")
+        return values
+
+    def schedule(self, kind: str) -> Schedule:
+        """The schedule of network ``kind``, with `max_epochs` applied."""
+        check_kind(kind)
+        schedule = {"mlp": self.mlp, "cnn": self.cnn}.get(kind, self.hybrid)
+        if self.max_epochs is None:
+            return schedule
+        return schedule.model_copy(update={"max_epochs": self.max_epochs})
+
+    def copies_per_epoch(self, kind: str) -> int:
+        """Augmented copies of each training galaxy in one epoch of network ``kind``."""
+        return self.dihedral_copies if check_kind(kind) == "cnn" else self.flux_realisations
+
+    def with_updates(self, **updates: Any) -> TrainingConfig:
+        """A validated copy with some fields replaced (None values are skipped)."""
+        data = self.model_dump()
+        data.update({k: v for k, v in updates.items() if v is not None})
+        return TrainingConfig.model_validate(data)
+
+    def fingerprint_dict(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the interrupted one (JSON-ready)."""
+        data = self.model_dump(mode="json")
+        for name in _RESUMABLE_CHANGES:
+            data.pop(name, None)
+        for name in ("mlp", "cnn", "hybrid"):
+            data[name].pop("max_epochs", None)
+        return data
+
+    def fingerprint(self) -> str:
+        """SHA-256 of `fingerprint_dict`."""
+        text = json.dumps(self.fingerprint_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def uses_stamps(kind: str) -> bool:
+    """Whether network ``kind`` reads stamps."""
+    return check_kind(kind) in _STAMP_KINDS
+
+
+def uses_fluxes(kind: str) -> bool:
+    """Whether network ``kind`` reads fluxes and errors."""
+    return check_kind(kind) in _FLUX_KINDS
+
+
+def load_config(path: str | Path) -> TrainingConfig:
+    """Read a `TrainingConfig` from the ``[training]`` table of a TOML file.
+
+    Parameters
+    ----------
+    path
+        The TOML file. Other top-level keys or tables are errors, as are unknown keys inside
+        ``[training]``. Relative ``mlp_checkpoint`` / ``cnn_checkpoint`` paths are taken
+        relative to the file's folder.
+
+    Returns
+    -------
+    TrainingConfig
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        On invalid TOML, a missing ``[training]`` table, unknown keys or invalid values; the
+        message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training configuration not found: {path}")
+    try:
+        document = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: invalid TOML: {error}") from None
+    unknown = sorted(set(document) - {"training"})
+    if unknown:
+        raise ValueError(f"{path}: unknown top-level key(s) {unknown}; expected a [training] table")
+    table = document.get("training")
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: no [training] table")
+    table = dict(table)
+    for name in ("mlp_checkpoint", "cnn_checkpoint"):
+        if isinstance(table.get(name), str) and not Path(table[name]).is_absolute():
+            table[name] = str(path.parent / table[name])
+    try:
+        return TrainingConfig.model_validate(table)
+    except ValidationError as error:
+        raise ValueError(f"{path}: invalid [training] settings:\n{error}") from None

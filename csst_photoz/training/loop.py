@@ -1,0 +1,455 @@
+"""`train_model`: the paper's training recipe for one network, resumable and data-parallel.
+
+One call trains ``"mlp"``, ``"cnn"``, ``"hybrid"`` or ``"hybrid-transfer"`` on a training set:
+
+1. load and select the data (:mod:`.data`), split the table's rows by the seed (:mod:`.split`);
+2. build the network (:mod:`.build`), or rebuild it from the training state of an interrupted
+   run (:mod:`.state`) and continue after its last completed epoch;
+3. every epoch: visit ``n_train x copies`` augmented samples (:mod:`.augment`,
+   :mod:`.batches`) with Adam on ``MAE + uncertainty_weight x gaussian_nll``, a progress bar,
+   then validate (:mod:`.validation`), step the learning-rate schedule, keep the best model
+   (:func:`~csst_photoz.models.save_model`, with its validation metrics, the data hash, the
+   split and the configuration in the metadata), append a log line (:mod:`.log`) and write the
+   training state;
+4. stop after the schedule's epochs or when early stopping says so.
+
+Under ``torchrun`` the same call runs data-parallel (:mod:`.distributed`). On CUDA the forward
+passes run under bfloat16 autocast (``mixed_precision``); on the CPU everything is float32 and
+deterministic, so an interrupted and resumed run ends with the same weights as an uninterrupted
+one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..models import PhotoZModel, Prediction, gaussian_nll, model_class, save_model
+from ..models.base import config_to_dict
+from .augment import AugmentPlan, augment_batch, epoch_generator
+from .batches import TensorSet, epoch_batches, n_epoch_batches
+from .build import build_model, training_metadata
+from .config import Schedule, TrainingConfig, check_kind, uses_fluxes, uses_stamps
+from .data import TrainingDataError, TrainingSet, load_training_set
+from .distributed import DistributedContext, distributed_context
+from .log import EpochLog, read_log
+from .split import Split, split_rows
+from .state import (
+    RunPaths,
+    capture_rng,
+    check_resumable,
+    load_training_state,
+    restore_rng,
+    save_training_state,
+)
+from .validation import predict_split, validation_metrics
+
+__all__ = ["TrainingResult", "train_model"]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a training run produced.
+
+    Attributes
+    ----------
+    kind
+        The network trained.
+    paths
+        Best model, training state and log files.
+    model
+        The network after the last epoch run (not necessarily the best; load ``paths.best``).
+    best_epoch
+        Epoch of the kept model (0 if no epoch ran).
+    best_metrics
+        Its validation metrics.
+    epochs_completed
+        Epochs completed, including those of an interrupted run resumed here.
+    stopped_early
+        Whether early stopping ended the run.
+    history
+        The log's records (rank 0; empty on other processes).
+    """
+
+    kind: str
+    paths: RunPaths
+    model: PhotoZModel
+    best_epoch: int
+    best_metrics: dict[str, float]
+    epochs_completed: int
+    stopped_early: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Progress:
+    """The bookkeeping that survives an interruption."""
+
+    epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    epochs_without_improvement: int = 0
+    stopped: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> _Progress:
+        return cls(**{f.name: state[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
+class _EpochStats:
+    """Training figures of one epoch, summed over processes."""
+
+    mae: float
+    nll: float
+    samples: int
+    steps: int
+    seconds: float
+
+
+def _autocast(device: torch.device, enabled: bool) -> Callable[[], AbstractContextManager[Any]]:
+    if device.type == "cuda" and enabled:
+        return lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+class _Run:
+    """One training run's objects and its epoch loop."""
+
+    def __init__(
+        self,
+        kind: str,
+        data: TrainingSet,
+        split: Split,
+        config: TrainingConfig,
+        paths: RunPaths,
+        context: DistributedContext,
+        model: PhotoZModel,
+        state: dict[str, Any] | None,
+    ) -> None:
+        self.kind, self.data, self.split, self.config = kind, data, split, config
+        self.paths, self.ctx = paths, context
+        self.schedule: Schedule = config.schedule(kind)
+        self.plan = AugmentPlan.for_kind(kind, config)
+        self.autocast = _autocast(context.device, config.mixed_precision)
+        self.module = model.to(context.device)
+        self.model = context.wrap(self.module)
+        trainable = [p for p in self.module.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=config.learning_rate)
+        self.scheduler = None
+        if self.schedule.lr_patience is not None:
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="min", factor=config.lr_factor,
+                patience=self.schedule.lr_patience,
+            )  # fmt: skip
+        select = {"fluxes": uses_fluxes(kind), "stamps": uses_stamps(kind)}
+        device = context.device
+        self.train_set = TensorSet.from_training_set(
+            data, data.positions(split.train), device=device, **select
+        )
+        self.validation_set = TensorSet.from_training_set(
+            data, data.positions(split.validation), device=device, **select
+        )
+        self.progress = _Progress()
+        if state is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+            self.progress = _Progress.from_state(state)
+            restore_rng(state["rng"])
+        self.log = EpochLog(paths.log, enabled=context.is_main)
+
+    # -- one epoch -------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> _EpochStats:
+        """One pass over the epoch's samples; mean losses and counts over all processes."""
+        ctx, n_train = self.ctx, len(self.train_set)
+        n_samples = n_train * self.plan.copies
+        per_rank = max(1, self.config.batch_size // ctx.world_size)
+        generator = epoch_generator(self.config.seed, epoch, rank=ctx.rank, device=ctx.device)
+        total_mae = torch.zeros((), dtype=torch.float64, device=ctx.device)
+        total_nll = torch.zeros_like(total_mae)
+        seen = steps = 0
+        self.model.train()
+        start = time.perf_counter()
+        bar = tqdm(
+            total=n_epoch_batches(n_samples, batch_size=per_rank, world_size=ctx.world_size),
+            desc=f"{self.kind} epoch {epoch}/{self.schedule.max_epochs}",
+            unit="batch", leave=False, dynamic_ncols=True,
+            disable=not (ctx.is_main and self.config.progress),
+        )  # fmt: skip
+        with bar:
+            for step, index in enumerate(
+                epoch_batches(n_samples, batch_size=per_rank, seed=self.config.seed,
+                              epoch=epoch, rank=ctx.rank, world_size=ctx.world_size)
+            ):  # fmt: skip
+                mae, nll, n = self._step(index.to(ctx.device), n_train, generator)
+                total_mae += mae.double() * n
+                total_nll += nll.double() * n
+                seen += n
+                steps += 1
+                bar.update()
+                if step % 25 == 0 and not bar.disable:
+                    bar.set_postfix(mae=f"{float(mae):.4f}")
+        sums = ctx.sum([float(total_mae), float(total_nll), float(seen)])  # waits for the device
+        seconds = time.perf_counter() - start
+        if not math.isfinite(sums[0] + sums[1]):
+            raise FloatingPointError(
+                f"{self.kind}: non-finite training loss in epoch {epoch}; "
+                "lower the learning rate or check the inputs"
+            )
+        count = max(sums[2], 1.0)
+        return _EpochStats(sums[0] / count, sums[1] / count, int(sums[2]), steps, seconds)
+
+    def _step(
+        self, index: Tensor, n_train: int, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor, int]:
+        batch = self.train_set.gather(index.remainder(n_train))
+        batch, _ = augment_batch(
+            batch, index.div(n_train, rounding_mode="floor"), self.plan, generator=generator
+        )
+        inputs: dict[str, Any] = batch.inputs()
+        if batch.stamps is not None:
+            inputs["generator"] = generator  # padding noise of stamps smaller than the input
+        with self.autocast():
+            out = self.model(**inputs)
+        prediction = Prediction(out.z.float(), out.log_sigma.float())
+        mae = (prediction.z - batch.redshift).abs().mean()
+        nll = gaussian_nll(prediction, batch.redshift)
+        loss = mae + self.config.uncertainty_weight * nll
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return mae.detach(), nll.detach(), len(batch)
+
+    def validate(self) -> dict[str, float]:
+        """Validation metrics computed by rank 0 and broadcast to every process."""
+        metrics: dict[str, float] | None = None
+        if self.ctx.is_main:
+            z, log_sigma = predict_split(
+                self.module, self.validation_set,
+                batch_size=self.config.eval_batch_size, autocast=self.autocast,
+            )  # fmt: skip
+            truth = self.validation_set.redshift.double().cpu().numpy()
+            metrics = validation_metrics(truth, z, log_sigma)
+        return self.ctx.broadcast(metrics)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _save_best(self, epoch: int, metrics: dict[str, float]) -> None:
+        extra = training_metadata(self.kind, self.config, self.data, self.split)
+        extra.update(
+            epoch=epoch,
+            world_size=self.ctx.world_size,
+            device=self.ctx.device.type,
+            augmentation=dataclasses.asdict(self.plan),
+        )
+        save_model(
+            self.module,
+            self.paths.best,
+            training_data_hash=self.data.data_hash,
+            validation_metrics={**metrics, "epoch": epoch},
+            extra={"training": extra},
+        )
+
+    def _save_state(self) -> None:
+        state = {
+            "kind": self.kind,
+            "data_hash": self.data.data_hash,
+            "settings": _settings_json(self.config),
+            "architecture": self.module.architecture,
+            "model_config": _json(config_to_dict(self.module.config)),
+            "model": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
+            "rng": capture_rng(),
+            **self.progress.as_dict(),
+        }
+        save_training_state(self.paths.state, state)
+
+    def _end_epoch(self, epoch: int, train: _EpochStats, lr: float) -> bool:
+        """Validate, schedule, keep the best, log, save state; True when training should stop."""
+        started = time.perf_counter()
+        self.ctx.average_batch_norm_statistics(self.module)
+        metrics = self.validate()
+        progress = self.progress
+        improved = metrics["loss"] < progress.best_loss  # False for NaN
+        if self.scheduler is not None:
+            self.scheduler.step(metrics["loss"])
+        progress.epoch = epoch
+        if improved:
+            progress.best_loss, progress.best_epoch = metrics["loss"], epoch
+            progress.best_metrics = dict(metrics)
+            progress.epochs_without_improvement = 0
+        else:
+            progress.epochs_without_improvement += 1
+        patience = self.schedule.early_stopping_patience
+        progress.stopped = patience is not None and progress.epochs_without_improvement >= patience
+        record = {
+            "epoch": epoch,
+            "train_loss": train.mae,
+            "train_nll": train.nll,
+            **{f"val_{name}": value for name, value in metrics.items()},
+            "lr": lr,
+            "seconds": train.seconds + time.perf_counter() - started,
+            "samples_per_second": train.samples / train.seconds if train.seconds > 0 else math.nan,
+            "steps": train.steps,
+            "best": improved,
+            "world_size": self.ctx.world_size,
+        }
+        if self.ctx.is_main:
+            if improved:
+                self._save_best(epoch, metrics)
+            self.log.append(record)
+            self._save_state()
+            if self.config.progress:
+                tqdm.write(_summary(self.kind, record, self.schedule.max_epochs))
+        self.ctx.barrier()
+        return progress.stopped
+
+    def fit(self) -> TrainingResult:
+        """Run the remaining epochs."""
+        if self.ctx.is_main:
+            self.log.start(after_epoch=self.progress.epoch)
+        self.ctx.barrier()
+        while not self.progress.stopped and self.progress.epoch < self.schedule.max_epochs:
+            epoch = self.progress.epoch + 1
+            lr = float(self.optimizer.param_groups[0]["lr"])
+            self._end_epoch(epoch, self.train_epoch(epoch), lr)
+        return TrainingResult(
+            kind=self.kind,
+            paths=self.paths,
+            model=self.module,
+            best_epoch=self.progress.best_epoch,
+            best_metrics=dict(self.progress.best_metrics),
+            epochs_completed=self.progress.epoch,
+            stopped_early=self.progress.stopped,
+            history=read_log(self.paths.log) if self.ctx.is_main else [],
+        )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _settings_json(config: TrainingConfig) -> str:
+    return _json(config.fingerprint_dict())
+
+
+def _summary(kind: str, record: dict[str, Any], max_epochs: int) -> str:
+    return (
+        f"{kind} epoch {record['epoch']}/{max_epochs}: train {record['train_loss']:.4f}  "
+        f"val {record['val_loss']:.4f}  sigma_NMAD {record['val_sigma_nmad']:.4f}  "
+        f"eta {record['val_outlier_fraction']:.2%}  acc {record['val_accuracy']:.2%}  "
+        f"lr {record['lr']:.1e}  {record['seconds']:.1f} s  "
+        f"{record['samples_per_second']:.0f} samples/s" + ("  *" if record["best"] else "")
+    )
+
+
+def _model_from_state(state: dict[str, Any]) -> PhotoZModel:
+    model = model_class(state["architecture"]).from_config_dict(json.loads(state["model_config"]))
+    model.load_state_dict(state["model"], strict=True)
+    return model
+
+
+def _load_data(kind: str, dataset: TrainingSet | str | Path, config: TrainingConfig) -> TrainingSet:
+    if isinstance(dataset, TrainingSet):
+        if uses_stamps(kind) and dataset.stamps is None:
+            raise TrainingDataError(f"{dataset.source}: {kind} needs stamps; load them")
+        return dataset
+    return load_training_set(
+        dataset,
+        columns=config.columns,
+        stamps=uses_stamps(kind),
+        stamp_size=config.stamp_size,
+    )
+
+
+def train_model(
+    kind: str,
+    dataset: TrainingSet | str | Path,
+    config: TrainingConfig | None,
+    out: str | Path,
+    *,
+    resume: bool = True,
+    device: str | torch.device | None = None,
+) -> TrainingResult:
+    """Train network ``kind`` with the paper's recipe; see the module docstring.
+
+    Parameters
+    ----------
+    kind
+        ``"mlp"``, ``"cnn"``, ``"hybrid"`` or ``"hybrid-transfer"`` (the latter needs
+        ``config.mlp_checkpoint`` and ``config.cnn_checkpoint``).
+    dataset
+        A loaded `TrainingSet`, a training-set folder, or (MLP) a Parquet file.
+    config
+        Training configuration (None: the defaults).
+    out
+        Best-model checkpoint to write; the training state and log go beside it
+        (`RunPaths.for_checkpoint`).
+    resume
+        Continue from ``out``'s training state if there is one (it must come from the same
+        network, data and settings; only the epoch budget may differ). False starts afresh,
+        replacing the state and the log.
+    device
+        Training device (default: ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU).
+
+    Returns
+    -------
+    TrainingResult
+
+    Raises
+    ------
+    TrainingDataError
+        On an unusable training set (too few rows in a split included).
+    ResumeError
+        On a training state of another run.
+    """
+    kind = check_kind(kind)
+    config = config if config is not None else TrainingConfig()
+    paths = RunPaths.for_checkpoint(out)
+    with distributed_context(device) as ctx:
+        data = _load_data(kind, dataset, config)
+        split = split_rows(
+            data.n_table_rows,
+            seed=config.seed,
+            test_fraction=config.test_fraction,
+            validation_fraction=config.validation_fraction,
+        )
+        train, validation = data.positions(split.train), data.positions(split.validation)
+        if train.size < 2 or validation.size < 1:
+            raise TrainingDataError(
+                f"{data.source}: {train.size} training and {validation.size} validation rows "
+                "after selection; need at least 2 and 1"
+            )
+        state = None
+        if resume and paths.state.is_file():
+            state = load_training_state(paths.state)
+            check_resumable(
+                paths.state, state, kind=kind, data_hash=data.data_hash,
+                settings=config.fingerprint_dict(),
+            )  # fmt: skip
+        ctx.barrier()  # every process has read the state before rank 0 may replace it
+        if state is None and ctx.is_main:
+            paths.state.unlink(missing_ok=True)
+        if state is not None:
+            model = _model_from_state(state)
+        else:
+            model = build_model(kind, data, train, config, split)
+        run = _Run(kind, data, split, config, paths, ctx, model, state)
+        return run.fit()

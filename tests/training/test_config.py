@@ -1,0 +1,93 @@
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from csst_photoz.training import TrainingConfig, load_config
+
+
+def test_defaults_are_the_papers_recipe():
+    config = TrainingConfig()
+    assert (config.loss, config.learning_rate, config.batch_size) == ("mae", 1e-4, 512)
+    mlp = config.schedule("mlp")
+    assert (mlp.max_epochs, mlp.lr_patience, mlp.early_stopping_patience) == (150, None, None)
+    for kind in ("cnn", "hybrid", "hybrid-transfer"):
+        schedule = config.schedule(kind)
+        assert (schedule.lr_patience, schedule.early_stopping_patience) == (5, 10)
+    assert config.lr_factor == 0.1
+    assert config.copies_per_epoch("mlp") == config.copies_per_epoch("hybrid") == 50
+    assert config.copies_per_epoch("cnn") == 8
+
+
+def test_max_epochs_overrides_every_schedule():
+    config = TrainingConfig(max_epochs=3)
+    assert {config.schedule(k).max_epochs for k in ("mlp", "cnn", "hybrid")} == {3}
+    assert config.schedule("cnn").lr_patience == 5
+
+
+def test_configuration_is_frozen_and_validated():
+    config = TrainingConfig()
+    with pytest.raises(pydantic.ValidationError):
+        config.seed = 3
+    with pytest.raises(pydantic.ValidationError, match="batch_size"):
+        TrainingConfig(batch_size=0)
+    with pytest.raises(pydantic.ValidationError, match="extra"):
+        TrainingConfig(learning_rte=1e-3)
+    with pytest.raises(ValueError, match="unknown network"):
+        config.schedule("resnet")
+    with pytest.raises(pydantic.ValidationError, match="dihedral_copies"):
+        config.with_updates(dihedral_copies=9)
+    assert config.with_updates(seed=4, max_epochs=None).seed == 4
+
+
+def test_toml_with_nested_tables_and_relative_checkpoints(tmp_path):
+    path = tmp_path / "conf" / "train.toml"
+    path.parent.mkdir()
+    path.write_text(
+        "[training]\nseed = 7\nbatch_size = 256\nmlp_checkpoint = 'ckpt/mlp.pt'\n"
+        "[training.cnn]\nmax_epochs = 40\nlr_patience = 3\n"
+        "[training.columns]\nflux = 'flux_{band}'\nflux_err = 'flux_err_{band}'\n"
+    )
+    config = load_config(path)
+    assert (config.seed, config.batch_size) == (7, 256)
+    assert config.schedule("cnn").max_epochs == 40 and config.schedule("cnn").lr_patience == 3
+    assert config.schedule("cnn").early_stopping_patience is None  # a sub-table is complete
+    assert config.columns.flux_columns(("g",)) == ["flux_g"]
+    assert config.mlp_checkpoint == path.parent / "ckpt" / "mlp.pt"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[training]\nlearning_rte = 0.1\n", "learning_rte"),
+        ("[training.cnn]\nmax_epochs = 4\npatience = 2\n", "patience"),
+        ("[training]\nseed = 1\n[model]\nwidth = 3\n", "model"),
+        ("seed = 1\n", "seed"),
+        ("[trainng]\nseed = 1\n", "trainng"),
+        ("[training]\nseed = \n", "invalid TOML"),
+        ("[training.columns]\nflux = 'kron_flux'\n", "band"),
+    ],
+)
+def test_unknown_keys_and_bad_values_are_errors_naming_the_file(tmp_path, text, match):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match) as info:
+        load_config(path)
+    assert "bad.toml" in str(info.value)
+
+
+def test_missing_training_table_and_missing_file(tmp_path):
+    path = tmp_path / "empty.toml"
+    path.write_text("")
+    with pytest.raises(ValueError, match="no \\[training\\] table"):
+        load_config(path)
+    with pytest.raises(FileNotFoundError):
+        load_config(Path(tmp_path / "absent.toml"))
+
+
+def test_fingerprint_ignores_the_epoch_budget_but_not_the_recipe():
+    base = TrainingConfig()
+    assert base.fingerprint() == TrainingConfig(max_epochs=9, progress=False).fingerprint()
+    assert base.fingerprint() == base.with_updates(mlp={"max_epochs": 3}).fingerprint()
+    assert base.fingerprint() != TrainingConfig(learning_rate=1e-3).fingerprint()
+    assert base.fingerprint() != TrainingConfig(seed=1).fingerprint()
