@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..io.atomic import atomic_destination
 
 __all__ = [
     "STATE_FORMAT",
@@ -90,14 +91,8 @@ def save_training_state(path: str | os.PathLike[str], state: dict[str, Any]) -> 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": STATE_FORMAT, "format_version": STATE_FORMAT_VERSION, **state}
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
+    with atomic_destination(target) as temporary:
         torch.save(payload, temporary)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return target
 
 

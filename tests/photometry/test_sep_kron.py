@@ -16,6 +16,8 @@ from csst_photoz.photometry import (
     measure_kron_photometry,
 )
 
+from .scenes import gaussian
+
 BANDS = ("g", "r", "i", "z")
 ONE_KRON_SHARE = 1.0 - np.exp(-np.pi / 4.0)  # 0.5441
 WIDE_KRON_SHARE = 1.0 - np.exp(-(2.5**2) * np.pi / 8.0)  # 0.9926
@@ -27,18 +29,6 @@ SOURCES = (
     (60.6, 95.1, 1e5, 2.5, 2.0, -1.0),
     (140.4, 30.2, 8e3, 2.2, 1.8, 1.2),
 )
-
-
-def gaussian(shape, x0, y0, flux, sigma_a, sigma_b, angle):
-    ys, xs = np.indices(shape, dtype=float)
-    c, s = np.cos(angle), np.sin(angle)
-    u = (xs - x0) * c + (ys - y0) * s
-    v = -(xs - x0) * s + (ys - y0) * c
-    return (
-        flux
-        * np.exp(-0.5 * (u**2 / sigma_a**2 + v**2 / sigma_b**2))
-        / (2 * np.pi * sigma_a * sigma_b)
-    )
 
 
 def scene(rng, noise, sources=SOURCES, shape=SHAPE, bands=BANDS):
