@@ -20,6 +20,9 @@ from torch import Tensor, nn
 
 from .layers import keras_init
 
+#: sigma of every galaxy before training.
+INITIAL_SIGMA = 0.1
+
 __all__ = [
     "DEFAULT_SIGMA_HIDDEN",
     "Prediction",
@@ -64,6 +67,11 @@ class UncertaintyHead(nn.Module):
             raise ValueError(f"hidden must be positive, got {hidden}")
         self.layers = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         keras_init(self)
+        # start every galaxy at sigma = INITIAL_SIGMA: a sane first-epoch NLL (a random start
+        # gave log sigma ~ -2.5 and an NLL ~ 100)
+        output = self.layers[-1]
+        nn.init.zeros_(output.weight)
+        nn.init.constant_(output.bias, math.log(INITIAL_SIGMA))
 
     def forward(self, hidden_features: Tensor) -> Tensor:
         """``log sigma`` (n,) from the (n, in_features) last hidden layer (detached here)."""
