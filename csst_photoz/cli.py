@@ -13,7 +13,7 @@ import numpy as np
 
 from . import __version__
 from .evaluation.cli import add_evaluate_parser
-from .training.cli import add_train_parser
+from .training.cli import add_predict_parser, add_train_parser
 
 if TYPE_CHECKING:  # the CLI imports the heavy modules lazily so that --help is instant
     from .instrument import Instrument
@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     stamps.set_defaults(func=_cmd_simulate_stamps)
 
     add_train_parser(commands)
+    add_predict_parser(commands)
     add_evaluate_parser(commands)
 
     demo = commands.add_parser(

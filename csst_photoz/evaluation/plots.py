@@ -75,7 +75,7 @@ def plot_redshift_density(
     threshold : float, optional
         Outlier threshold: lines at ``z_true ± threshold * (1 + z_true)``. Default 0.15.
     z_max : float, optional
-        Upper limit of both axes; default 1.05 times the largest true redshift.
+        Upper limit of both axes; default 1.05 times the largest true or predicted redshift.
 
     Returns
     -------
@@ -85,13 +85,20 @@ def plot_redshift_density(
     """
     true = np.asarray(z_true, dtype=np.float64)
     pred = np.asarray(z_pred, dtype=np.float64)
-    upper = float(z_max) if z_max is not None else 1.05 * float(np.max(true, initial=1.0))
-    lower = min(0.0, float(np.min(true, initial=0.0)))
+    # the range holds every point (true and predicted), so a non-empty sample never gives an
+    # empty histogram (whose log colour scale has no range)
+    upper = (
+        float(z_max)
+        if z_max is not None
+        else 1.05 * max(float(np.max(true, initial=1.0)), float(np.max(pred, initial=1.0)))
+    )
+    lower = min(0.0, float(np.min(true, initial=0.0)), float(np.min(pred, initial=0.0)))
     n_bins = int(np.clip(math.sqrt(true.size) / 2, 20, 150))
 
     fig = Figure(figsize=(5.6, 5.0))
     ax = fig.add_subplot()
-    if true.size:
+    inside = (pred >= lower) & (pred <= upper) & (true >= lower) & (true <= upper)
+    if inside.any():
         *_, image = ax.hist2d(
             true,
             pred,

@@ -21,7 +21,14 @@ from typing import Any
 
 from .config import KINDS
 
-__all__ = ["add_train_arguments", "add_train_parser", "build_parser", "main", "run"]
+__all__ = [
+    "add_predict_parser",
+    "add_train_arguments",
+    "add_train_parser",
+    "build_parser",
+    "main",
+    "run",
+]
 
 
 def _positive_int(text: str) -> int:
@@ -73,6 +80,33 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         "train", help="train a photo-z network (MLP, CNN, hybrid, hybrid transfer)"
     )
     return add_train_arguments(parser)
+
+
+def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``predict`` command to the ``csst-photoz`` sub-command parsers.
+
+    Parameters
+    ----------
+    subparsers
+        The object returned by ``ArgumentParser.add_subparsers``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``predict`` parser (its ``func`` default is `csst_photoz.training.predict.main`).
+    """
+    from .predict import add_predict_arguments
+
+    parser = subparsers.add_parser(
+        "predict",
+        help="predictions of trained checkpoints (+ baselines) on their test split, for evaluate",
+        description=(
+            "Predict the test (or validation) split of a training set with checkpoints trained "
+            "on it, and the kNN / gradient-boosting baselines fitted on its training split; "
+            "writes the Parquet table that 'csst-photoz evaluate' reads."
+        ),
+    )
+    return add_predict_arguments(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,338 @@
+"""Predictions of trained checkpoints on a split of their training set, for ``evaluate``.
+
+`predict_split` loads one or more checkpoints written by `~csst_photoz.training.train_model`,
+reloads the training-set folder they were trained on, redraws their train / validation / test
+split from the seed and fractions recorded in each checkpoint, and predicts the chosen split's
+galaxies that pass the training selection. Every checkpoint must come from the same data (its
+recorded data hash) and the same split (the recomputed split's SHA-256 equals the recorded one,
+and all checkpoints agree); anything else is refused with a `PredictionError` naming the file.
+Stamp networks get the stamps centre-cropped to the size they were trained with. The scikit-
+learn baselines (:func:`~csst_photoz.evaluation.fit_predict_baselines`) are fitted on the same
+training rows, so every column of the table is evaluated on one test set.
+
+The result is the prediction table ``csst-photoz evaluate`` reads
+(:mod:`csst_photoz.evaluation.columns`): ``row`` (the table row), ``redshift`` (the truth),
+``galaxy_id`` and ``mag_i`` when the table has them, and per model ``z_<name>`` and
+``z_<name>_err``, where ``name`` is the network's variant (``mlp``, ``cnn``, ``hybrid``,
+``hybrid_transfer``; ``mlp_2``, ... for repeats) or the baseline (``knn``, ``gbr``). The schema
+metadata key ``csst_photoz.predictions`` holds a JSON record of the checkpoints (path, name,
+variant, ``state_dict_sha256``), the data, the split and the baselines.
+
+::
+
+    csst-photoz predict --checkpoint mlp.pt [--checkpoint cnn.pt ...] --data DIR
+        --out predictions.parquet [--split test|validation] [--no-baselines] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "METADATA_KEY",
+    "PredictionError",
+    "add_predict_arguments",
+    "main",
+    "predict_split",
+]
+
+#: Schema-metadata key of the JSON record written with the predictions.
+METADATA_KEY = b"csst_photoz.predictions"
+_SPLITS = ("test", "validation")
+_EXTRA_COLUMNS = ("galaxy_id", "mag_i")
+
+
+class PredictionError(ValueError):
+    """Checkpoints that cannot be applied to the data as asked (the message names the file)."""
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    path: Path
+    model: Any
+    metadata: dict[str, Any]
+    training: dict[str, Any]
+    name: str
+
+
+def _column_name(variant: str) -> str:
+    return variant.replace("-", "_")
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, k = name, 2
+    while candidate in taken:
+        candidate, k = f"{name}_{k}", k + 1
+    taken.add(candidate)
+    return candidate
+
+
+@contextlib.contextmanager
+def _torch_threads(n_threads: int | None) -> Iterator[None]:
+    import torch
+
+    if n_threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n_threads)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _load_checkpoints(paths: Sequence[str | os.PathLike[str]]) -> list[_Loaded]:
+    from csst_photoz.models.checkpoint import load_model
+
+    if not paths:
+        raise ValueError("predict needs at least one checkpoint")
+    loaded, taken = [], {"true"}
+    for entry in paths:
+        path = Path(entry)
+        model = load_model(path)
+        metadata = model.checkpoint_metadata
+        training = (metadata.get("extra") or {}).get("training") or {}
+        for key in ("data_hash", "split", "config"):
+            if key not in training:
+                raise PredictionError(
+                    f"{path}: records no training {key!r} (not written by train_model): its "
+                    "test set cannot be reconstructed"
+                )
+        name = _unique(_column_name(str(model.variant)), taken)
+        loaded.append(_Loaded(path, model, metadata, training, name))
+    return loaded
+
+
+def _columns_of(loaded: Sequence[_Loaded]) -> Any:
+    from .config import DataColumns
+
+    first = loaded[0]
+    recorded = first.training["config"].get("columns") or {}
+    for other in loaded[1:]:
+        if (other.training["config"].get("columns") or {}) != recorded:
+            raise PredictionError(
+                f"{other.path}: read other table columns than {first.path} "
+                f"({other.training['config'].get('columns')} vs {recorded})"
+            )
+    return DataColumns.model_validate(recorded)
+
+
+def _check_split(loaded: Sequence[_Loaded], data: Any) -> Any:
+    """The split all checkpoints were trained with, recomputed and checked."""
+    from .split import split_rows
+
+    split, reference = None, None
+    for item in loaded:
+        if item.training["data_hash"] != data.data_hash:
+            raise PredictionError(
+                f"{item.path}: trained on other data (hash {item.training['data_hash'][:12]}...) "
+                f"than {data.source} (hash {data.data_hash[:12]}...)"
+            )
+        info, config = item.training["split"], item.training["config"]
+        if int(info["n_rows"]) != data.n_table_rows:
+            raise PredictionError(
+                f"{item.path}: split over {info['n_rows']} rows, but {data.source} has "
+                f"{data.n_table_rows}"
+            )
+        fractions = {k: config[k] for k in ("test_fraction", "validation_fraction") if k in config}
+        mine = split_rows(int(info["n_rows"]), seed=int(info["seed"]), **fractions)
+        if mine.fingerprint() != info["sha256"]:
+            raise PredictionError(
+                f"{item.path}: the split redrawn from its seed {info['seed']} and fractions "
+                f"{fractions} does not match its recorded fingerprint"
+            )
+        if split is None:
+            split, reference = mine, item
+        elif mine.fingerprint() != split.fingerprint():
+            raise PredictionError(
+                f"{item.path}: trained on another train/validation/test split (seed "
+                f"{info['seed']}) than {reference.path}; predict them separately"
+            )
+    return split
+
+
+def _stamps_for(item: _Loaded, data: Any, table_rows: np.ndarray, cache: dict[int, Any]) -> Any:
+    from .data import _open_stamps, _read_stamps
+
+    size = item.training["config"].get("stamp_size") or item.model.stamp_transform.size
+    size = int(size)
+    if size not in cache:
+        if not Path(data.source).is_dir():
+            raise PredictionError(f"{item.path}: a stamp network needs a training-set folder")
+        array, _ = _open_stamps(Path(data.source))
+        cache[size] = _read_stamps(array, table_rows, size)
+    return cache[size]
+
+
+def predict_split(
+    checkpoints: Sequence[str | os.PathLike[str]],
+    data: str | os.PathLike[str],
+    *,
+    split: str = "test",
+    baselines: Sequence[str] = ("knn", "gbr"),
+    batch_size: int = 4096,
+    n_threads: int | None = 1,
+) -> pa.Table:
+    """Predict a split of a training set with trained checkpoints and the baselines.
+
+    Parameters
+    ----------
+    checkpoints
+        Checkpoint files written by ``train_model`` on ``data`` with one split.
+    data
+        The training-set folder (or Parquet file, for flux-only networks) they were trained on.
+    split
+        ``"test"`` or ``"validation"``.
+    baselines
+        Baselines to fit on the split's training rows (`BASELINES` keys); ``()`` for none.
+    batch_size
+        Rows per forward pass.
+    n_threads
+        Torch and baseline threads during the call (None: leave as they are).
+
+    Returns
+    -------
+    pyarrow.Table
+        One row per galaxy of the split that passes the selection, in table-row order:
+        ``row``, ``redshift``, ``galaxy_id`` / ``mag_i`` if present, ``z_<name>``,
+        ``z_<name>_err``; schema metadata `METADATA_KEY`.
+
+    Raises
+    ------
+    PredictionError
+        On checkpoints of other data, another split, other columns or bands, or without
+        training records.
+    """
+    from .data import TABLE_FILE, load_training_set
+
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+    loaded = _load_checkpoints(checkpoints)
+    columns = _columns_of(loaded)
+    dataset = load_training_set(data, columns=columns, stamps=False)
+    for item in loaded:
+        if tuple(item.model.bands) != tuple(dataset.bands):
+            raise PredictionError(
+                f"{item.path}: bands {list(item.model.bands)} differ from the data's "
+                f"{list(dataset.bands)}"
+            )
+    rows = _check_split(loaded, dataset)
+    train = dataset.positions(rows.train)
+    chosen = dataset.positions(getattr(rows, split))
+    if chosen.size == 0:
+        raise PredictionError(f"{dataset.source}: no selected galaxy in the {split} split")
+    table_rows = dataset.rows[chosen]
+
+    table_path = dataset.source / TABLE_FILE if dataset.source.is_dir() else dataset.source
+    present = pq.read_schema(table_path).names
+    extra = [c for c in _EXTRA_COLUMNS if c in present]
+    read = pq.read_table(table_path, columns=[columns.redshift, *extra])
+    out: dict[str, Any] = {"row": pa.array(table_rows, pa.int64())}
+    truth = np.asarray(read[columns.redshift].to_numpy(zero_copy_only=False), np.float64)
+    out["redshift"] = pa.array(truth[table_rows], pa.float64())
+    for name in extra:
+        out[name] = read[name].take(pa.array(table_rows))
+
+    fluxes, errors = dataset.fluxes[chosen], dataset.flux_errors[chosen]
+    stamp_cache: dict[int, Any] = {}
+    with _torch_threads(n_threads):
+        for item in loaded:
+            stamps = None
+            if "stamps" in item.model.input_names:
+                stamps = _stamps_for(item, dataset, table_rows, stamp_cache)
+            estimate = item.model.predict(fluxes, errors, stamps, batch_size=batch_size)
+            out[f"z_{item.name}"] = pa.array(estimate.z, pa.float32())
+            out[f"z_{item.name}_err"] = pa.array(estimate.z_err, pa.float32())
+    stamp_cache.clear()
+
+    taken = {item.name for item in loaded} | {"true"}
+    baseline_names = {}
+    if baselines:
+        from csst_photoz.evaluation.baselines import fit_predict_baselines
+
+        fitted = fit_predict_baselines(
+            dataset.fluxes[train], dataset.flux_errors[train], dataset.redshift[train],
+            fluxes, errors, names=tuple(baselines), n_threads=n_threads,
+        )  # fmt: skip
+        for name, (z, sigma) in fitted.items():
+            column = _unique(_column_name(name), taken)
+            baseline_names[name] = column
+            out[f"z_{column}"] = pa.array(np.asarray(z, np.float32), pa.float32())
+            out[f"z_{column}_err"] = pa.array(np.asarray(sigma, np.float32), pa.float32())
+
+    record = {
+        "checkpoints": [
+            {
+                "path": str(item.path),
+                "name": item.name,
+                "variant": str(item.model.variant),
+                "architecture": item.model.architecture,
+                "state_dict_sha256": item.metadata.get("state_dict_sha256"),
+            }
+            for item in loaded
+        ],
+        "data": str(dataset.source),
+        "data_hash": dataset.data_hash,
+        "split": split,
+        "split_seed": rows.seed,
+        "split_sha256": rows.fingerprint(),
+        "n_train": int(train.size),
+        "n_rows": int(chosen.size),
+        "baselines": baseline_names,
+    }
+    result = pa.table(out)
+    return result.replace_schema_metadata({METADATA_KEY: json.dumps(record).encode()})
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``predict`` arguments to ``parser`` (and make `main` its handler)."""
+    parser.add_argument(
+        "--checkpoint", type=Path, action="append", required=True, dest="checkpoints",
+        help="trained checkpoint (repeat for several networks of one training run)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--data", type=Path, required=True, help="the training-set folder they were trained on"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="predictions Parquet file")
+    parser.add_argument(
+        "--split", choices=_SPLITS, default="test", help="rows to predict (default test)"
+    )
+    parser.add_argument(
+        "--no-baselines", action="store_true", help="skip the kNN and gradient-boosting baselines"
+    )
+    parser.add_argument("--batch-size", type=int, default=4096, help="rows per forward pass")
+    parser.add_argument("--threads", type=int, default=1, help="torch / baseline threads")
+    parser.set_defaults(func=main)
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``predict`` for parsed ``args``: write the table atomically; returns 0."""
+    from csst_photoz.io import write_parquet_atomic
+
+    table = predict_split(
+        args.checkpoints,
+        args.data,
+        split=args.split,
+        baselines=() if args.no_baselines else ("knn", "gbr"),
+        batch_size=args.batch_size,
+        n_threads=args.threads,
+    )
+    write_parquet_atomic(table, args.out)
+    models = [c[2:] for c in table.column_names if c.startswith("z_") and not c.endswith("_err")]
+    print(
+        f"predicted {table.num_rows} {args.split} galaxies with {', '.join(models)} -> {args.out}"
+    )
+    return 0
