@@ -34,6 +34,7 @@ from .windows import (
     DEFAULT_MAX_WINDOW_PIXELS,
     gather_windows,
     plan_windows,
+    window_index,
     window_offsets,
     window_size_for,
 )
@@ -185,22 +186,25 @@ def sum_ellipses(
     for batch in plan_windows(extents.max(axis=0), max_window_pixels=max_window_pixels):
         rows = xp.asarray(batch.rows)
         x0, y0, dx, dy = window_offsets(x[rows], y[rows], batch.size)
-        pixels, inside = gather_windows(images, x0, y0, batch.size)
-        pixel_var, _ = gather_windows(variances, x0, y0, batch.size)
+        index = window_index(x0, y0, batch.size, (ny, nx))
+        pixels, inside = gather_windows(images, x0, y0, batch.size, index=index)
+        pixel_var, _ = gather_windows(variances, x0, y0, batch.size, index=index)
         # usable = finite (and valid); checked on the windows, not the whole image
         ok = None
         if valid is not None:
-            ok = gather_windows(valid, x0, y0, batch.size)[0]
+            ok = gather_windows(valid, x0, y0, batch.size, index=index)[0]
         finite = bool(xp.isfinite(pixels).all()) and bool(xp.isfinite(pixel_var).all())
         if not finite:
             ok = xp.isfinite(pixels) & xp.isfinite(pixel_var) & (True if ok is None else ok)
         if ok is not None:
             pixels = xp.where(ok, pixels, 0.0)
             pixel_var = xp.where(ok, pixel_var, 0.0)
-        sat = None if saturated is None else gather_windows(saturated, x0, y0, batch.size)[0]
+        sat = None
+        if saturated is not None:
+            sat = gather_windows(saturated, x0, y0, batch.size, index=index)[0]
         neighbour = None
         if segmentation is not None:
-            labels, _ = gather_windows(segmentation, x0, y0, batch.size)
+            labels, _ = gather_windows(segmentation, x0, y0, batch.size, index=index)
             neighbour = (labels != 0) & (labels != (rows + 1)[:, None, None])
         for k in range(n_apertures):
             # the centred sub-window this aperture needs (windows share their centre pixel)
@@ -295,8 +299,9 @@ def kron_radius(
     for batch in plan_windows(extent, max_window_pixels=max_window_pixels):
         rows = xp.asarray(batch.rows)
         x0, y0, dx, dy = window_offsets(x[rows], y[rows], batch.size)
-        pixels, inside = gather_windows(image, x0, y0, batch.size)
-        ok, _ = gather_windows(usable, x0, y0, batch.size)
+        index = window_index(x0, y0, batch.size, tuple(image.shape))
+        pixels, inside = gather_windows(image, x0, y0, batch.size, index=index)
+        ok, _ = gather_windows(usable, x0, y0, batch.size, index=index)
         cos_t, sin_t = xp.cos(theta[rows, None, None]), xp.sin(theta[rows, None, None])
         inv_a2, inv_b2 = 1.0 / a[rows, None, None] ** 2, 1.0 / b[rows, None, None] ** 2
         cxx = cos_t**2 * inv_a2 + sin_t**2 * inv_b2
@@ -306,7 +311,7 @@ def kron_radius(
         region = radius <= integration_radius
         bits = xp.where((region & ~inside).any(axis=(1, 2)), int(SourceFlag.EDGE), 0)
         if segmentation is not None:
-            labels, _ = gather_windows(segmentation, x0, y0, batch.size)
+            labels, _ = gather_windows(segmentation, x0, y0, batch.size, index=index)
             neighbour = (labels != 0) & (labels != (rows + 1)[:, None, None])
             hit = (region & inside & neighbour).any(axis=(1, 2))
             bits |= xp.where(hit, int(SourceFlag.NEIGHBOURS), 0)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .backend import array_module
 from .flags import SourceFlag
-from .windows import gather_windows
+from .windows import gather_windows, window_index
 
 __all__ = ["cut_stamps", "hashed_normal"]
 
@@ -119,11 +119,12 @@ def cut_stamps(
         raise ValueError(f"keys {keys.shape} must match the {x.shape[0]} sources")
     x0 = xp.floor(x + 0.5).astype(xp.int64) - size // 2
     y0 = xp.floor(y + 0.5).astype(xp.int64) - size // 2
-    windows, inside = gather_windows(images, x0, y0, size)  # (band, n, S, S)
+    index = window_index(x0, y0, size, tuple(images.shape[1:]))
+    windows, inside = gather_windows(images, x0, y0, size, index=index)  # (band, n, S, S)
     usable = inside[None] & xp.isfinite(windows)
     if valid is not None:
         valid = valid[None] if valid.ndim == 2 else valid
-        usable &= gather_windows(valid, x0, y0, size)[0]
+        usable &= gather_windows(valid, x0, y0, size, index=index)[0]
     stamps = xp.moveaxis(windows, 0, 1).astype(xp.float32)  # (n, band, S, S)
     usable = xp.moveaxis(usable, 0, 1)
     padded = ~usable.all(axis=(1, 2, 3))

@@ -25,8 +25,10 @@ from .backend import array_module, to_numpy
 __all__ = [
     "DEFAULT_MAX_WINDOW_PIXELS",
     "WindowBatch",
+    "WindowIndex",
     "gather_windows",
     "plan_windows",
+    "window_index",
     "window_offsets",
     "window_size_for",
 ]
@@ -77,6 +79,16 @@ def window_size_for(half_extent: float) -> int:
     return needed + needed % 2
 
 
+def _window_sizes(half_extent: np.ndarray) -> np.ndarray:
+    """`window_size_for` of every entry, vectorised."""
+    needed = 2 * (np.ceil(half_extent).astype(np.int64) + 1)
+    table = np.asarray(_BASE_SIZES, dtype=np.int64)
+    slot = np.searchsorted(table, needed)
+    fits = slot < table.size
+    sizes = np.where(fits, table[np.minimum(slot, table.size - 1)], needed + needed % 2)
+    return sizes.astype(np.int64)
+
+
 def plan_windows(
     half_extent: Any, *, max_window_pixels: int = DEFAULT_MAX_WINDOW_PIXELS
 ) -> Iterator[WindowBatch]:
@@ -98,8 +110,7 @@ def plan_windows(
     extent = to_numpy(half_extent).astype(np.float64)
     if extent.ndim != 1 or not np.all(np.isfinite(extent)) or np.any(extent < 0):
         raise ValueError("half_extent must be a 1-D array of finite values >= 0")
-    sizes = np.array([window_size_for(value) for value in np.unique(extent)], dtype=np.int64)
-    per_source = sizes[np.searchsorted(np.unique(extent), extent)]
+    per_source = _window_sizes(extent)
     for size in np.unique(per_source):
         rows = np.flatnonzero(per_source == size)
         step = max(1, max_window_pixels // int(size * size))
@@ -133,7 +144,40 @@ def window_offsets(x: Any, y: Any, size: int) -> tuple[Any, Any, Any, Any]:
     return x0, y0, dx, dy
 
 
-def gather_windows(planes: Any, x0: Any, y0: Any, size: int) -> tuple[Any, Any]:
+@dataclass(frozen=True)
+class WindowIndex:
+    """Where a batch of windows lies in an image: reusable across the planes gathered.
+
+    Attributes
+    ----------
+    flat
+        (n, W, W) int64 flat pixel indices, clipped to the image.
+    inside
+        (n, W, W) bool: the pixel lies within the image.
+    shape
+        (ny, nx) of the image.
+    """
+
+    flat: Any
+    inside: Any
+    shape: tuple[int, int]
+
+
+def window_index(x0: Any, y0: Any, size: int, shape: tuple[int, int]) -> WindowIndex:
+    """The flat indices and in-image mask of ``W x W`` windows starting at (x0, y0)."""
+    xp = array_module(x0, y0)
+    ny, nx = shape
+    steps = xp.arange(size, dtype=xp.int64)
+    rows = y0[:, None] + steps[None, :]
+    cols = x0[:, None] + steps[None, :]
+    inside = ((rows >= 0) & (rows < ny))[:, :, None] & ((cols >= 0) & (cols < nx))[:, None, :]
+    flat = xp.clip(rows, 0, ny - 1)[:, :, None] * nx + xp.clip(cols, 0, nx - 1)[:, None, :]
+    return WindowIndex(flat=flat, inside=inside, shape=(int(ny), int(nx)))
+
+
+def gather_windows(
+    planes: Any, x0: Any, y0: Any, size: int, *, index: WindowIndex | None = None
+) -> tuple[Any, Any]:
     """Copy the ``W x W`` windows starting at (x0, y0) out of a stack of planes.
 
     Parameters
@@ -144,6 +188,9 @@ def gather_windows(planes: Any, x0: Any, y0: Any, size: int) -> tuple[Any, Any]:
         (n,) int window origins (may lie partly or wholly outside the image).
     size
         Window side ``W``.
+    index
+        The batch's :func:`window_index`, when several planes are gathered for one batch (it is
+        computed here otherwise).
 
     Returns
     -------
@@ -157,10 +204,9 @@ def gather_windows(planes: Any, x0: Any, y0: Any, size: int) -> tuple[Any, Any]:
     flat_input = planes.ndim == 2
     stack = planes[None] if flat_input else planes
     ny, nx = stack.shape[1:]
-    steps = xp.arange(size, dtype=xp.int64)
-    rows = y0[:, None] + steps[None, :]
-    cols = x0[:, None] + steps[None, :]
-    inside = ((rows >= 0) & (rows < ny))[:, :, None] & ((cols >= 0) & (cols < nx))[:, None, :]
-    flat_index = xp.clip(rows, 0, ny - 1)[:, :, None] * nx + xp.clip(cols, 0, nx - 1)[:, None, :]
-    windows = xp.take(stack.reshape(stack.shape[0], ny * nx), flat_index, axis=1)
-    return (windows[0] if flat_input else windows), inside
+    if index is None:
+        index = window_index(x0, y0, size, (ny, nx))
+    elif index.shape != (ny, nx):
+        raise ValueError(f"window index for an image of {index.shape}, planes of {(ny, nx)}")
+    windows = xp.take(stack.reshape(stack.shape[0], ny * nx), index.flat, axis=1)
+    return (windows[0] if flat_input else windows), index.inside

@@ -189,3 +189,10 @@ def test_cupy_windows_match_numpy():
     np.testing.assert_array_equal(inside.get(), want_inside)
     batches = list(plan_windows(cupy.asarray(rng.uniform(0, 20, 100)), max_window_pixels=4000))
     assert sorted(np.concatenate([batch.rows for batch in batches])) == list(range(100))
+
+
+def test_planned_sizes_equal_window_size_for():
+    rng = np.random.default_rng(11)
+    extent = np.concatenate([rng.uniform(0, 40, 500), rng.uniform(0, 3000, 50), [0.0, 2.0, 3.5]])
+    planned = {int(row): batch.size for batch in plan_windows(extent) for row in batch.rows}
+    assert [planned[row] for row in range(extent.size)] == [window_size_for(e) for e in extent]
