@@ -182,8 +182,10 @@ def _validate(xp, image, variance, mask, kernel, threshold, min_area, cont) -> N
 
 def _matched_filter(xp: ModuleType, ndi: ModuleType, image, variance, bad, kernel):
     """Filtered image ``F`` (sep's ``cdvalue``) and S/N map (0 where undefined)."""
-    num = ndi.correlate(xp.where(bad, 0.0, image), kernel, mode="constant", cval=0.0)
-    den = ndi.correlate(xp.where(bad, 0.0, variance), kernel**2, mode="constant", cval=0.0)
+    if bool(bad.any()):
+        image, variance = xp.where(bad, 0.0, image), xp.where(bad, 0.0, variance)
+    num = ndi.correlate(image, kernel, mode="constant", cval=0.0)
+    den = ndi.correlate(variance, kernel**2, mode="constant", cval=0.0)
     good = ~bad & (den > 0)
     snr = xp.where(good, num / xp.sqrt(xp.where(good, den, 1.0)), 0.0)
     return num / float(xp.abs(kernel).sum()), snr
