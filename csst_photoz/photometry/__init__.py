@@ -24,7 +24,6 @@ from .measure import PhotometryConfig, SourceMeasurements, measure_sources
 from .sep_kron import (
     FLAG_MIN_APERTURE,
     KRON_INTEGRATION_RADIUS,
-    central_object,
     empty_photometry_table,
     measure_kron_photometry,
 )
@@ -42,7 +41,6 @@ __all__ = [
     "SourceMeasurements",
     "TilePhotometry",
     "aperture_column",
-    "central_object",
     "cut_stamps",
     "detect_sources",
     "empty_photometry_table",

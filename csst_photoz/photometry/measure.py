@@ -14,9 +14,9 @@ One function, :func:`measure_sources`, chains the kernels in the paper's order:
    segments cleared. This replaces SExtractor's/sep's CLEAN (a sequential, greedy merge of
    detections explained by a Moffat extrapolation of brighter neighbours), which does not
    vectorise: at the paper's 1.5-sigma threshold raw detections are dominated by noise peaks
-   (on a simulated 768^2 tile: 3131 raw, 342 after sep's CLEAN at 34% purity, 115 after the
-   S/N >= 5 cut at 93% purity with higher completeness to i = 26 than sep). Set it to 0 to
-   keep every detection.
+   (a simulated 2048^2 tile of 1,827 galaxies: 22,760 raw; 2,029 after sep's CLEAN at 37%
+   purity; 714 after the S/N >= 5 cut at 94.5% purity and as complete as sep to i = 26;
+   ``benchmarks/photometry_validation.py``). Set it to 0 to keep every detection.
 
 It is array-library agnostic: give it CuPy arrays and everything runs, and stays, on the GPU
 (the few per-source arrays needed to plan windows are the only transfers). Stamps are cut

@@ -39,7 +39,6 @@ from numpy.typing import NDArray
 __all__ = [
     "FLAG_MIN_APERTURE",
     "KRON_INTEGRATION_RADIUS",
-    "central_object",
     "empty_photometry_table",
     "measure_kron_photometry",
 ]
@@ -242,27 +241,3 @@ def measure_kron_photometry(
     result = Table({name: columns[name] for name in table.colnames}, meta=table.meta)
     result["flags"] = result["flags"].astype(np.int32)
     return result
-
-
-def central_object(table: Table, x0: float, y0: float, *, max_distance: float) -> int:
-    """Row index of the object nearest (x0, y0) within ``max_distance`` pixels, or -1.
-
-    Parameters
-    ----------
-    table
-        A :func:`measure_kron_photometry` table (needs ``x`` and ``y``).
-    x0, y0
-        Position [pixels, 0-based].
-    max_distance
-        Largest accepted distance [pixels].
-
-    Returns
-    -------
-    int
-        The nearest row, or -1 if the table is empty or nothing lies within ``max_distance``.
-    """
-    if len(table) == 0:
-        return -1
-    distance = np.hypot(np.asarray(table["x"]) - x0, np.asarray(table["y"]) - y0)
-    best = int(np.argmin(distance))
-    return best if distance[best] <= max_distance else -1

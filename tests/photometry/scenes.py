@@ -53,3 +53,12 @@ def scene_tile(seed=0, shape=(128, 170), sources=SOURCES, tile_id=7, noise=NOISE
 def replace(tile, **changes):
     """A copy of ``tile`` with some fields changed."""
     return Tile(**{**tile.__dict__, **changes})
+
+
+def central_object(table, x0, y0, *, max_distance):
+    """Row of the object nearest (x0, y0) within ``max_distance`` pixels, or -1."""
+    if len(table) == 0:
+        return -1
+    distance = np.hypot(np.asarray(table["x"]) - x0, np.asarray(table["y"]) - y0)
+    best = int(np.argmin(distance))
+    return best if distance[best] <= max_distance else -1

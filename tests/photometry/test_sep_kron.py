@@ -11,12 +11,11 @@ import sep
 
 from csst_photoz.photometry import (
     FLAG_MIN_APERTURE,
-    central_object,
     empty_photometry_table,
     measure_kron_photometry,
 )
 
-from .scenes import gaussian
+from .scenes import central_object, gaussian
 
 BANDS = ("g", "r", "i", "z")
 ONE_KRON_SHARE = 1.0 - np.exp(-np.pi / 4.0)  # 0.5441
