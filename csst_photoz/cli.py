@@ -157,6 +157,24 @@ def _cmd_simulate_stamps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate_merge(args: argparse.Namespace) -> int:
+    from .io.tile_zarr import tile_size_on_disk
+    from .io.training_sets import merge_training_sets
+
+    start = time.perf_counter()
+    try:
+        table = merge_training_sets(args.parts, args.out, overwrite=args.overwrite)
+    except FileExistsError as exc:
+        print(f"csst-photoz: error: {exc}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - start
+    print(
+        f"merged {table.num_rows} stamps from {len(args.parts)} training sets into {args.out} "
+        f"in {elapsed:.1f} s ({tile_size_on_disk(args.out) / 1e6:.0f} MB on disk)"
+    )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     out: Path = args.out
     print("== CSST instrument model (defaults: Zhou et al. 2022) ==")
@@ -233,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     stamps.add_argument("--config", type=Path, help="instrument TOML overriding defaults")
     _add_cluster_options(stamps)
     stamps.set_defaults(func=_cmd_simulate_stamps)
+
+    merge = what.add_parser("merge", help="merge training-set folders (stamps) into one")
+    merge.add_argument(
+        "parts", nargs="+", type=Path, metavar="PART", help="training-set folders, in row order"
+    )
+    merge.add_argument("--out", type=Path, required=True, help="output folder")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    merge.set_defaults(func=_cmd_simulate_merge)
 
     add_train_parser(commands)
     add_predict_parser(commands)

@@ -1,0 +1,262 @@
+"""The output folder of a batch run: per-tile Parquet partitions, done-markers and failures.
+
+Layout (every path is a function of the tile id or the tile source, so reruns and retried
+tasks land on the same names)::
+
+    RUN/run.json                       settings and checkpoints of the run (a rerun must match)
+    RUN/tiles/tile_<id>.parquet        one catalogue partition per tile (zstd)
+    RUN/_done/tile_<id>.json           done-marker: source, rows, bytes, SHA-256, timings
+    RUN/_failed/<source digest>.json   why a tile failed (removed when a rerun succeeds)
+    RUN/manifest.parquet               the done-markers as one table (written at the end)
+    RUN/failures.parquet               the failures as one table (written at the end)
+
+A partition is written to a temporary name and renamed; its marker is written (atomically)
+after it, so a marker always describes a complete file. A rerun skips a tile whose marker
+exists and whose partition still has the recorded size; `verify_partition` also checks the
+SHA-256. Partitions are zstd-compressed without dictionary encoding of float columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .atomic import atomic_destination
+
+__all__ = [
+    "RunStore",
+    "TileFailure",
+    "TileRecord",
+    "file_sha256",
+]
+
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class TileRecord:
+    """The done-marker of one tile (one row of ``manifest.parquet``)."""
+
+    tile_id: int
+    source: str
+    partition: str
+    rows: int
+    bytes: int
+    sha256: str
+    seconds: float
+    worker: str = ""
+    device: str = ""
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TileFailure:
+    """Why a tile produced no partition (one row of ``failures.parquet``)."""
+
+    source: str
+    reason: str
+    tile_id: int | None = None
+    kind: str = "data"  # "data": bad input, not retried; "error": failed after retries
+
+
+def _write_json(path: Path, record: Mapping[str, Any]) -> None:
+    with atomic_destination(path) as temporary:
+        temporary.write_text(json.dumps(record, indent=1, sort_keys=True))
+
+
+class RunStore:
+    """The files of one run folder (see the module docstring).
+
+    Parameters
+    ----------
+    root
+        The run folder (created on first write).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    # -- paths ---------------------------------------------------------------------------
+    @property
+    def tiles_dir(self) -> Path:
+        """Folder of the per-tile partitions."""
+        return self.root / "tiles"
+
+    def partition_path(self, tile_id: int) -> Path:
+        """The catalogue partition of a tile."""
+        return self.tiles_dir / f"tile_{tile_id:08d}.parquet"
+
+    def marker_path(self, tile_id: int) -> Path:
+        """The done-marker of a tile."""
+        return self.root / "_done" / f"tile_{tile_id:08d}.json"
+
+    def failure_path(self, source_digest: str) -> Path:
+        """The failure record of a tile source."""
+        return self.root / "_failed" / f"{source_digest}.json"
+
+    @property
+    def settings_path(self) -> Path:
+        """The run's settings (``run.json``)."""
+        return self.root / "run.json"
+
+    # -- settings ------------------------------------------------------------------------
+    def check_settings(self, settings: Mapping[str, Any], *, overwrite: bool = False) -> None:
+        """Record the run's settings, or check that they equal those of the earlier run.
+
+        Raises
+        ------
+        ValueError
+            If the folder holds a run with other settings (models, photometry, ...): mixing
+            them would give a catalogue whose rows were made differently.
+        """
+        settings = json.loads(json.dumps(settings, sort_keys=True))
+        if self.settings_path.exists() and not overwrite:
+            try:
+                earlier = json.loads(self.settings_path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{self.settings_path}: unreadable run settings ({exc})") from None
+            if earlier != settings:
+                changed = sorted(
+                    key
+                    for key in set(earlier) | set(settings)
+                    if earlier.get(key) != settings.get(key)
+                )
+                raise ValueError(
+                    f"{self.root} holds a run with other settings (differing: {changed}); "
+                    "use a new output folder, or overwrite=True to discard it"
+                )
+            return
+        _write_json(self.settings_path, settings)
+
+    # -- partitions and markers ----------------------------------------------------------
+    def write_partition(self, table: pa.Table) -> tuple[Path, int, str]:
+        """Write a tile's catalogue atomically; returns (path, bytes, SHA-256).
+
+        The tile id comes from the table's ``tile_id`` metadata (``csst_photoz.tile_id``).
+        """
+        tile_id = int(table.schema.metadata[b"csst_photoz.tile_id"])
+        path = self.partition_path(tile_id)
+        dictionary_columns = [
+            f.name for f in table.schema if not pa.types.is_floating(f.type)
+            and f.name not in ("object_id",)
+        ]  # fmt: skip
+        with atomic_destination(path) as temporary:
+            pq.write_table(
+                table,
+                temporary,
+                compression="zstd",
+                use_dictionary=dictionary_columns,
+                write_statistics=True,
+            )
+        return path, path.stat().st_size, file_sha256(path)
+
+    def write_marker(self, record: TileRecord) -> None:
+        """Mark a tile done (after its partition is in place)."""
+        _write_json(self.marker_path(record.tile_id), asdict(record))
+
+    def read_marker(self, tile_id: int) -> TileRecord | None:
+        """The tile's done-marker, or None when absent or unreadable."""
+        path = self.marker_path(tile_id)
+        try:
+            return TileRecord(**json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError, TypeError):
+            return None
+
+    def is_done(self, record: TileRecord) -> bool:
+        """Whether a marker's partition is in place with the recorded size."""
+        path = self.partition_path(record.tile_id)
+        return path.is_file() and path.stat().st_size == record.bytes
+
+    def verify_partition(self, record: TileRecord) -> None:
+        """Check a partition against its marker (size and SHA-256).
+
+        Raises
+        ------
+        ValueError
+            Naming the file, when it is missing or differs from the marker.
+        """
+        path = self.partition_path(record.tile_id)
+        if not path.is_file():
+            raise ValueError(f"{path}: partition of tile {record.tile_id} is missing")
+        if path.stat().st_size != record.bytes or file_sha256(path) != record.sha256:
+            raise ValueError(f"{path}: partition differs from its done-marker (changed on disk)")
+
+    def markers(self) -> Iterator[TileRecord]:
+        """Every readable done-marker, in tile-id order."""
+        for path in sorted((self.root / "_done").glob("tile_*.json")):
+            try:
+                yield TileRecord(**json.loads(path.read_text()))
+            except (OSError, json.JSONDecodeError, TypeError):
+                continue
+
+    def done_sources(self) -> dict[str, TileRecord]:
+        """Source key -> marker, for tiles whose partitions are in place."""
+        return {r.source: r for r in self.markers() if self.is_done(r)}
+
+    # -- failures ------------------------------------------------------------------------
+    def record_failure(self, digest: str, failure: TileFailure) -> None:
+        """Write (or replace) the failure record of a tile source."""
+        _write_json(self.failure_path(digest), asdict(failure))
+
+    def clear_failure(self, digest: str) -> None:
+        """Forget an earlier failure of a tile source (it succeeded now)."""
+        self.failure_path(digest).unlink(missing_ok=True)
+
+    def failures(self) -> list[TileFailure]:
+        """Every failure record."""
+        records = []
+        for path in sorted((self.root / "_failed").glob("*.json")):
+            try:
+                records.append(TileFailure(**json.loads(path.read_text())))
+            except (OSError, json.JSONDecodeError, TypeError):
+                continue
+        return records
+
+    # -- consolidated tables -------------------------------------------------------------
+    def write_manifest(self) -> pa.Table:
+        """Write ``manifest.parquet`` (one row per done tile) and return it."""
+        rows = [asdict(r) for r in self.markers() if self.is_done(r)]
+        for row in rows:
+            row["stage_seconds"] = json.dumps(row["stage_seconds"], sort_keys=True)
+        schema = pa.schema([
+            ("tile_id", pa.int64()), ("source", pa.string()), ("partition", pa.string()),
+            ("rows", pa.int64()), ("bytes", pa.int64()), ("sha256", pa.string()),
+            ("seconds", pa.float64()), ("worker", pa.string()), ("device", pa.string()),
+            ("stage_seconds", pa.string()),
+        ])  # fmt: skip
+        table = pa.Table.from_pylist(rows, schema=schema)
+        with atomic_destination(self.root / "manifest.parquet") as temporary:
+            pq.write_table(table, temporary)
+        return table
+
+    def write_failures(self) -> pa.Table:
+        """Write ``failures.parquet`` (one row per failed tile source) and return it."""
+        schema = pa.schema([
+            ("source", pa.string()), ("reason", pa.string()), ("tile_id", pa.int64()),
+            ("kind", pa.string()),
+        ])  # fmt: skip
+        table = pa.Table.from_pylist([asdict(f) for f in self.failures()], schema=schema)
+        with atomic_destination(self.root / "failures.parquet") as temporary:
+            pq.write_table(table, temporary)
+        return table
+
+    def partitions(self) -> list[Path]:
+        """The partitions of the done tiles, in tile-id order."""
+        return [self.partition_path(r.tile_id) for r in self.markers() if self.is_done(r)]

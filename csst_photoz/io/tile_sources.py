@@ -1,0 +1,193 @@
+"""Tiles to process, named lazily: zarr tile stores, per-band FITS sets, globs and manifests.
+
+The batch processor takes "tiles" in any of these forms and never materialises more than it
+must (a manifest of millions of tiles is read line by line or batch by batch):
+
+* a zarr tile store (a folder ``*.zarr``, see :mod:`.tile_zarr`);
+* a per-band FITS file ``tile<id>_<band>.fits`` (see :mod:`.tile_fits`): it names the tile made
+  of all its sibling band files; a folder holding such files names every tile in it;
+* a glob pattern (``"tiles/*.zarr"``), expanded in sorted order;
+* a manifest: a text file ``*.txt`` / ``*.lst`` (one tile per line, ``#`` comments, paths
+  relative to the manifest's folder) or a Parquet file with a ``path`` column.
+
+Each tile becomes a :class:`TileSource`, a small picklable record (what Dask tasks carry); its
+``key`` (the resolved path) is what the run's manifest records, so a rerun recognises it.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from ..tile import Tile
+from .tile_fits import CSST_BANDS, read_tile_fits, tile_fits_path
+from .tile_zarr import TileFormatError, read_tile_zarr
+
+__all__ = ["TileSource", "iter_tile_sources"]
+
+_FITS_NAME = re.compile(r"^tile(?P<tile_id>\d+)_(?P<band>[A-Za-z]+)\.fits$")
+_MANIFEST_SUFFIXES = (".txt", ".lst")
+_GLOB_CHARACTERS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class TileSource:
+    """One tile to process.
+
+    Attributes
+    ----------
+    kind
+        ``"zarr"`` (``path`` is the tile store) or ``"fits"`` (``path`` is the folder holding
+        the band files ``tile<tile_id>_<band>.fits``).
+    path
+        Absolute path.
+    tile_id
+        The tile id when the name gives it (FITS), else None (zarr: read from the store).
+    """
+
+    kind: str
+    path: str
+    tile_id: int | None = None
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the tile in a run's manifest."""
+        if self.kind == "fits":
+            return str(tile_fits_path(self.path, int(self.tile_id or 0), "*"))
+        return self.path
+
+    @property
+    def digest(self) -> str:
+        """A short hash of :attr:`key` (file names and Dask keys)."""
+        return hashlib.sha1(self.key.encode()).hexdigest()[:16]
+
+    def read(self, bands: tuple[str, ...] = CSST_BANDS) -> Tile:
+        """Read and validate the tile.
+
+        Raises
+        ------
+        TileFormatError
+            Naming the file and the problem (missing, corrupt, wrong shape, missing bands).
+        """
+        if self.kind == "zarr":
+            return read_tile_zarr(self.path, expected_bands=bands)
+        files = {band: tile_fits_path(self.path, int(self.tile_id or 0), band) for band in bands}
+        absent = [band for band, file in files.items() if not file.is_file()]
+        if absent:
+            raise TileFormatError(
+                f"tile {self.tile_id} ({self.key}): band file(s) missing for {absent}"
+            )
+        return read_tile_fits(files, tile_id=self.tile_id, bands=bands)
+
+
+def _fits_source(path: Path) -> TileSource:
+    match = _FITS_NAME.match(path.name)
+    if match is None:
+        raise ValueError(f"{path}: a FITS tile file must be named tile<id>_<band>.fits")
+    return TileSource("fits", str(path.parent.resolve()), int(match["tile_id"]))
+
+
+def _from_path(path: Path) -> Iterator[TileSource]:
+    """The tiles one existing path names."""
+    if path.suffix == ".zarr":
+        yield TileSource("zarr", str(path.resolve()))
+    elif path.suffix == ".fits":
+        yield _fits_source(path)
+    elif path.suffix == ".parquet":
+        yield from _from_parquet_manifest(path)
+    elif path.suffix in _MANIFEST_SUFFIXES:
+        yield from _from_text_manifest(path)
+    elif path.is_dir():
+        stores = sorted(path.glob("*.zarr"))
+        fits = sorted(file for file in path.glob("tile*_*.fits") if _FITS_NAME.match(file.name))
+        if not stores and not fits:
+            raise ValueError(f"{path}: folder holds no tiles (*.zarr or tile<id>_<band>.fits)")
+        for store in stores:
+            yield TileSource("zarr", str(store.resolve()))
+        for file in fits:
+            yield _fits_source(file)
+    else:
+        raise ValueError(
+            f"{path}: not a tile (expected a .zarr store, a tile<id>_<band>.fits file, a folder "
+            "of those, or a manifest .txt/.lst/.parquet)"
+        )
+
+
+def _entry(text: str, base: Path, where: str) -> Iterator[TileSource]:
+    path = Path(text)
+    path = path if path.is_absolute() else base / path
+    if not path.exists():
+        raise FileNotFoundError(f"{where}: tile {text!r} does not exist ({path})")
+    if path.suffix not in (".zarr", ".fits"):
+        raise ValueError(f"{where}: {text!r} is not a tile (.zarr or .fits)")
+    yield from _from_path(path)
+
+
+def _from_text_manifest(path: Path) -> Iterator[TileSource]:
+    with path.open() as lines:
+        for number, line in enumerate(lines, start=1):
+            text = line.split("#", 1)[0].strip()
+            if text:
+                yield from _entry(text, path.parent, f"{path}:{number}")
+
+
+def _from_parquet_manifest(path: Path) -> Iterator[TileSource]:
+    try:
+        manifest = pq.ParquetFile(path)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable Parquet manifest ({exc})") from None
+    if "path" not in manifest.schema_arrow.names:
+        raise ValueError(f"{path}: a Parquet manifest needs a 'path' column")
+    row = 0
+    for batch in manifest.iter_batches(columns=["path"], batch_size=65536):
+        for text in batch.column(0).to_pylist():
+            row += 1
+            if text is None:
+                raise ValueError(f"{path}: row {row} has no path")
+            yield from _entry(str(text), path.parent, f"{path} row {row}")
+
+
+def iter_tile_sources(tiles: str | Path | Iterable[str | Path]) -> Iterator[TileSource]:
+    """The tiles named by paths, globs and manifests, lazily, each tile once.
+
+    Parameters
+    ----------
+    tiles
+        A path, glob or manifest, or an iterable of them (see the module docstring).
+
+    Yields
+    ------
+    TileSource
+        In the order given (globs and folders sorted); a tile named twice is yielded once.
+
+    Raises
+    ------
+    FileNotFoundError
+        A path that does not exist, or a glob that matches nothing (naming it).
+    ValueError
+        A path that is not a tile or a manifest, or a malformed manifest.
+    """
+    items = [tiles] if isinstance(tiles, (str, Path)) else tiles
+    seen: set[str] = set()
+    for item in items:
+        text = str(item)
+        if _GLOB_CHARACTERS.search(text) and not Path(text).exists():
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise FileNotFoundError(f"no tiles match {text!r}")
+            paths = [Path(match) for match in matches]
+        else:
+            paths = [Path(text)]
+        for path in paths:
+            if not path.exists():
+                raise FileNotFoundError(f"tile not found: {path}")
+            for source in _from_path(path):
+                if source.key not in seen:
+                    seen.add(source.key)
+                    yield source

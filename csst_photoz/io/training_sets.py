@@ -1,0 +1,395 @@
+"""Merging training-set folders (``stamps.parquet`` + ``stamps.zarr``) into one.
+
+Training sets are simulated in slices with different seeds (``csst-photoz simulate stamps``), so
+that a cut-off job keeps its finished slices; `merge_training_sets` joins the slices into one
+folder in the same layout, which `~csst_photoz.training.data.load_training_set` reads like any
+other.
+
+The merged folder keeps row i of the table aligned with stamp i: rows are the parts' rows in
+order. Every part's own ids restart at 0, so ``galaxy_id`` becomes the merged row index, and three
+columns lead back to the source: ``part`` (index of the part), ``source_row`` (row in the part)
+and ``source_galaxy_id`` (the part's ``galaxy_id``; with the part's seed it reproduces the stamp).
+Per-part seeds become JSON lists, in part order, in the table's schema metadata
+(``csst_photoz.seed``, ``csst_photoz.stamp_seed``) and in the stamp group's ``seed`` attribute;
+``csst_photoz.merged_from`` / ``merged_from`` list the part folders.
+
+Stamps are copied block by block (never all in memory), one output block of whole chunks at a
+time, so every chunk of the new array is written exactly once. The folder is written under a
+temporary sibling name and renamed into place at the end: a reader never sees a partial merge.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zarr
+from tqdm.auto import tqdm
+
+from .parquet import read_parquet_table
+
+__all__ = ["TrainingSetMergeError", "merge_training_sets"]
+
+#: File names inside a training-set folder (as written by the simulator).
+TABLE_FILE = "stamps.parquet"
+STAMPS_STORE = "stamps.zarr"
+STAMPS_ARRAY = "stamps"
+
+#: Stamp-group attributes that must agree between parts.
+MATCHING_ATTRS = (
+    "format",
+    "bands",
+    "size",
+    "unit",
+    "pixel_scale_arcsec",
+    "instrument_config",
+    "selected_only",
+)
+#: Per-part values that become lists in the merged set: zarr attribute and table metadata keys.
+SEED_ATTR = "seed"
+SEED_METADATA_KEYS = (b"csst_photoz.seed", b"csst_photoz.stamp_seed")
+MERGED_FROM_ATTR = "merged_from"
+MERGED_FROM_KEY = b"csst_photoz.merged_from"
+#: Columns added by the merge (a part that has them is already a merged set).
+PROVENANCE_COLUMNS = ("part", "source_row", "source_galaxy_id")
+
+# output chunks (of the simulator's size) written per block: 16 x 32 stamps of 7 x 64 x 64 = 59 MB
+_BLOCK_CHUNKS = 16
+
+
+class TrainingSetMergeError(ValueError):
+    """Parts that cannot be merged (the message names the folder and the mismatch)."""
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One validated input folder."""
+
+    folder: Path
+    table: pa.Table
+    stamps: Any  # zarr.Array, read-only
+    attrs: dict[str, Any]
+
+    @property
+    def n_rows(self) -> int:
+        return self.table.num_rows
+
+
+def _stamp_chunk_objects() -> int:
+    """Objects per chunk of the simulator's stamp arrays (imported lazily: heavy module)."""
+    simulator = importlib.import_module("csst_photoz.pipeline.simulate_stamps")
+    return int(simulator.STAMP_CHUNK_OBJECTS)
+
+
+def _fail(folder: Path, message: str) -> TrainingSetMergeError:
+    return TrainingSetMergeError(f"{folder}: {message}")
+
+
+def _open_part(folder: Path) -> _Part:
+    """Read a part's table and open its stamp array, checking them against each other."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"training-set folder not found: {folder}")
+    table_path, store = folder / TABLE_FILE, folder / STAMPS_STORE
+    if not table_path.is_file():
+        raise FileNotFoundError(f"{folder}: no {TABLE_FILE} (not a finished training set?)")
+    if not store.exists():
+        raise FileNotFoundError(f"{folder}: no {STAMPS_STORE} (stamp array missing)")
+    table = read_parquet_table(table_path, required_columns=["galaxy_id"])
+    try:
+        group = zarr.open_group(store, mode="r")
+        stamps = group[STAMPS_ARRAY]
+    except (KeyError, ValueError, OSError) as error:
+        raise _fail(
+            folder, f"{STAMPS_STORE} has no readable '{STAMPS_ARRAY}' array: {error}"
+        ) from None
+    attrs = dict(group.attrs)
+
+    missing = [key for key in (*MATCHING_ATTRS, SEED_ATTR) if key not in attrs]
+    if missing:
+        raise _fail(folder, f"{STAMPS_STORE} lacks attribute(s) {', '.join(missing)}")
+    shape = tuple(int(s) for s in stamps.shape)
+    expected = (table.num_rows, len(attrs["bands"]), int(attrs["size"]), int(attrs["size"]))
+    if shape != expected:
+        raise _fail(
+            folder,
+            f"stamp array has shape {shape}, but {TABLE_FILE} has {table.num_rows} rows and "
+            f"the attributes say {len(attrs['bands'])} bands of {attrs['size']} px: "
+            f"expected {expected}",
+        )
+    if np.dtype(stamps.dtype) != np.float32:
+        raise _fail(folder, f"stamp array is {stamps.dtype}, expected float32")
+    already = [name for name in PROVENANCE_COLUMNS if name in table.column_names]
+    if already:
+        raise _fail(
+            folder,
+            f"{TABLE_FILE} already has merge column(s) {', '.join(already)}: "
+            "merge the original parts instead",
+        )
+    if "stamp_index" in table.column_names:
+        index = table["stamp_index"].to_numpy(zero_copy_only=False)
+        if not np.array_equal(index, np.arange(table.num_rows)):
+            raise _fail(folder, "stamp_index is not the row number: table and stamps misaligned")
+    return _Part(folder=folder, table=table, stamps=stamps, attrs=attrs)
+
+
+def _check_compatible(parts: Sequence[_Part]) -> None:
+    """Every part against the first: stamp attributes, array layout and table schema."""
+    first = parts[0]
+    reference = first.table.schema
+    for k, part in enumerate(parts[1:], start=1):
+        where = f"part {k} differs from part 0 ({first.folder}):"
+        for key in MATCHING_ATTRS:
+            if part.attrs[key] != first.attrs[key]:
+                shown = (
+                    ""
+                    if key == "instrument_config"
+                    else f" {part.attrs[key]!r} vs {first.attrs[key]!r}"
+                )
+                raise _fail(part.folder, f"{where} stamp attribute {key!r}{shown}")
+        schema = part.table.schema
+        missing = [name for name in reference.names if name not in schema.names]
+        extra = [name for name in schema.names if name not in reference.names]
+        if missing or extra:
+            raise _fail(
+                part.folder,
+                f"{where} table columns: missing {missing or 'none'}, extra {extra or 'none'}",
+            )
+        for field in reference:
+            other = schema.field(field.name).type
+            if other != field.type:
+                raise _fail(
+                    part.folder, f"{where} column {field.name!r} is {other}, not {field.type}"
+                )
+
+
+def _seed_value(raw: Any) -> Any:
+    """A seed as an int when it reads as one (metadata values are strings)."""
+    if isinstance(raw, bytes):
+        raw = raw.decode()
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return raw
+
+
+def _merge_common(
+    mappings: Sequence[Mapping[Any, Any]], skip: Sequence[Any], what: str
+) -> dict[Any, Any]:
+    """Entries equal in every mapping; the others are dropped with a warning naming them."""
+    merged: dict[Any, Any] = {}
+    dropped = []
+    for key, value in mappings[0].items():
+        if key in skip:
+            continue
+        if all(key in other and other[key] == value for other in mappings[1:]):
+            merged[key] = value
+        else:
+            dropped.append(key)
+    dropped += [
+        key for m in mappings[1:] for key in m if key not in mappings[0] and key not in skip
+    ]
+    if dropped:
+        names = sorted({k.decode() if isinstance(k, bytes) else str(k) for k in dropped})
+        warnings.warn(
+            f"{what} entries that differ between the parts were dropped: {', '.join(names)}",
+            stacklevel=3,
+        )
+    return merged
+
+
+def _merged_table(parts: Sequence[_Part], sources: list[str]) -> pa.Table:
+    """The parts' tables, in order, with merged-row ids and provenance columns."""
+    names = parts[0].table.schema.names
+    table = pa.concat_tables(
+        [part.table.select(names).replace_schema_metadata(None) for part in parts]
+    )
+    n = table.num_rows
+    rows = pa.array(np.arange(n, dtype=np.int64))
+    position = table.schema.get_field_index("galaxy_id")
+    source_ids = table["galaxy_id"].cast(pa.int64())
+    table = table.set_column(
+        position,
+        _field("galaxy_id", pa.int64(), "row of the merged training set (= stamp index)", False),
+        rows,
+    )
+    if "stamp_index" in names:
+        table = table.set_column(
+            table.schema.get_field_index("stamp_index"),
+            _field("stamp_index", pa.int64(), "row of the stamp in the stamp array"),
+            rows,
+        )
+    counts = [part.n_rows for part in parts]
+    extra = {
+        "part": (
+            pa.array(np.repeat(np.arange(len(parts), dtype=np.int16), counts)),
+            "index of the source part (csst_photoz.merged_from)",
+        ),
+        "source_row": (
+            pa.array(np.concatenate([np.arange(c, dtype=np.int64) for c in counts])),
+            "row (and stamp index) in the source part",
+        ),
+        "source_galaxy_id": (source_ids, "galaxy_id in the source part (with its seed)"),
+    }
+    for name, (values, description) in extra.items():
+        table = table.append_column(_field(name, values.type, description, False), values)
+
+    metadata = _merge_common(
+        [part.table.schema.metadata or {} for part in parts], SEED_METADATA_KEYS, TABLE_FILE
+    )
+    for key in SEED_METADATA_KEYS:
+        values = [(part.table.schema.metadata or {}).get(key) for part in parts]
+        if any(value is not None for value in values):
+            metadata[key] = json.dumps([_seed_value(v) for v in values]).encode()
+    metadata[MERGED_FROM_KEY] = json.dumps(sources).encode()
+    return table.replace_schema_metadata(metadata)
+
+
+def _field(name: str, dtype: pa.DataType, description: str, nullable: bool = True) -> pa.Field:
+    return pa.field(name, dtype, nullable, metadata={"unit": "", "description": description})
+
+
+def _copy_stamps(parts: Sequence[_Part], group: zarr.Group, *, progress: bool) -> None:
+    """Create the merged stamp array and fill it block by block from the parts."""
+    template = parts[0].stamps
+    n = sum(part.n_rows for part in parts)
+    chunk = _stamp_chunk_objects()
+    target = group.create_array(
+        STAMPS_ARRAY,
+        shape=(n, *template.shape[1:]),
+        chunks=(chunk, *template.shape[1:]),
+        dtype=np.float32,
+        compressors=template.compressors,
+        filters=template.filters,
+        serializer=template.serializer,
+        fill_value=template.fill_value,
+    )
+    offsets = [0]
+    for part in parts:
+        offsets.append(offsets[-1] + part.n_rows)
+    block = chunk * _BLOCK_CHUNKS
+    with tqdm(total=n, desc="merge stamps", unit="stamp", disable=not progress) as bar:
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            buffer = np.empty((stop - start, *template.shape[1:]), dtype=np.float32)
+            for k, part in enumerate(parts):
+                lo, hi = max(start, offsets[k]), min(stop, offsets[k + 1])
+                if lo < hi:
+                    buffer[lo - start : hi - start] = part.stamps[lo - offsets[k] : hi - offsets[k]]
+            target[start:stop] = buffer
+            bar.update(stop - start)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _move_into_place(temporary: Path, out: Path, *, overwrite: bool) -> None:
+    """Rename ``temporary`` to ``out``; an existing ``out`` (overwrite) is removed after."""
+    if not (out.exists() or out.is_symlink()):
+        os.rename(temporary, out)
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out} exists (overwrite to replace it)")
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    old.rmdir()
+    os.rename(out, old)
+    try:
+        os.rename(temporary, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old)
+    else:
+        old.unlink()
+
+
+def merge_training_sets(
+    parts: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> pa.Table:
+    """Merge training-set folders into one folder of the same layout.
+
+    Parameters
+    ----------
+    parts
+        Training-set folders (``stamps.parquet`` + ``stamps.zarr``), in the order of the merged
+        rows. They must agree on bands, stamp size, unit, pixel scale, instrument configuration,
+        ``selected_only`` and the table's columns (names and types).
+    out
+        The merged folder, written under a temporary sibling name and renamed at the end.
+    overwrite
+        Replace an existing ``out`` (never one of the parts); otherwise it is refused.
+    progress
+        Show a progress bar while copying the stamps.
+
+    Returns
+    -------
+    pyarrow.Table
+        The table written to ``out/stamps.parquet``: the parts' rows with ``galaxy_id`` (and
+        ``stamp_index``) set to the merged row index, plus ``part`` (int16), ``source_row`` and
+        ``source_galaxy_id``; schema metadata common to the parts, per-part seeds as JSON lists
+        and ``csst_photoz.merged_from``.
+
+    Raises
+    ------
+    FileNotFoundError
+        A part folder, its table or its stamp store is missing.
+    FileExistsError
+        ``out`` exists and ``overwrite`` is False.
+    TrainingSetMergeError
+        Parts that do not match (the message names the folder and the mismatch), a part that is
+        inconsistent in itself (table rows vs stamps), or ``out`` among the parts.
+    """
+    folders = [Path(part) for part in parts]
+    out = Path(out)
+    if not folders:
+        raise TrainingSetMergeError("no training-set folder to merge")
+    resolved = [folder.resolve() for folder in folders]
+    for k, folder in enumerate(resolved):
+        if folder in resolved[:k]:
+            raise _fail(folders[k], "listed twice")
+    target = out.resolve()
+    for folder, original in zip(resolved, folders, strict=True):
+        if target == folder or target in folder.parents or folder in target.parents:
+            raise _fail(original, f"the output {out} would overlap this part")
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise FileExistsError(f"{out} exists (overwrite to replace it)")
+
+    opened = [_open_part(folder) for folder in folders]
+    _check_compatible(opened)
+    sources = [str(folder) for folder in resolved]
+    table = _merged_table(opened, sources)
+    attrs = _merge_common([part.attrs for part in opened], (SEED_ATTR,), STAMPS_STORE)
+    attrs[SEED_ATTR] = [part.attrs[SEED_ATTR] for part in opened]
+    attrs[MERGED_FROM_ATTR] = sources
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        group = zarr.open_group(temporary / STAMPS_STORE, mode="w")
+        group.attrs.update(attrs)
+        _copy_stamps(opened, group, progress=progress)
+        pq.write_table(table, temporary / TABLE_FILE)
+        temporary.chmod(0o777 & ~_umask())  # mkdtemp makes it private
+        _move_into_place(temporary, out, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return table

@@ -1,0 +1,302 @@
+"""The batch processor: tiles in, a per-tile partitioned photo-z catalogue out, on Dask.
+
+``run(tiles, out)`` resolves the tiles lazily (paths, globs, manifests: see
+:mod:`csst_photoz.io.tile_sources`), skips those the output folder already holds, and submits
+one :func:`~.tile_task.process_tile` task per tile through a bounded window of
+``distributed.as_completed`` (at most ``max_in_flight`` tiles in the graph, however many tiles
+there are). Task keys are deterministic per tile; Dask retries a task whose worker died
+(``retries``); a tile with bad data comes back as a failure with its reason and the run goes on.
+Failures and results are recorded as they arrive, so an interrupted run resumes where it
+stopped. At the end ``manifest.parquet`` and ``failures.parquet`` are written (see
+:class:`~csst_photoz.io.run_store.RunStore`) and a :class:`RunSummary` is returned.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distributed import Client, as_completed
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..checkpoints import checkpoint_files, shipped_checkpoints
+from ..io.run_store import RunStore, TileFailure
+from ..io.tile_fits import CSST_BANDS
+from ..io.tile_sources import TileSource, iter_tile_sources
+from .cluster import connect
+from .config import PipelineConfig
+from .tile_task import CheckpointRef, TileJob, TileResult, process_tile
+
+__all__ = ["RunSummary", "resolve_checkpoints", "run"]
+
+
+@dataclass
+class RunSummary:
+    """What a run did.
+
+    Attributes
+    ----------
+    out
+        The run folder.
+    tiles_done, tiles_skipped, tiles_failed
+        Tiles processed now, found done from an earlier run, and failed.
+    galaxies
+        Sources written now (rows of the new partitions).
+    wall_seconds
+        Wall time of the run (cluster start-up excluded).
+    stage_seconds
+        Summed task time per stage (read, photometry, stamps, inference, write).
+    failures
+        The failed tiles with their reasons.
+    models
+        Catalogue column name -> checkpoint file.
+    """
+
+    out: Path
+    tiles_done: int = 0
+    tiles_skipped: int = 0
+    tiles_failed: int = 0
+    galaxies: int = 0
+    wall_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    failures: list[TileFailure] = field(default_factory=list)
+    models: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def galaxies_per_second(self) -> float:
+        """Sources written per second of wall time."""
+        return self.galaxies / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in self.stage_seconds.items())
+        lines = [
+            f"run {self.out}: {self.tiles_done} tiles done, {self.tiles_skipped} skipped "
+            f"(done earlier), {self.tiles_failed} failed",
+            f"{self.galaxies} galaxies in {self.wall_seconds:.1f} s "
+            f"({self.galaxies_per_second:.1f} galaxies/s); task time: {stages or 'none'}",
+            f"models: {', '.join(self.models) or 'none (photometry only)'}",
+        ]
+        lines += [f"FAILED {f.source}: {f.reason}" for f in self.failures]
+        return "\n".join(lines)
+
+
+def resolve_checkpoints(
+    models: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+) -> list[CheckpointRef]:
+    """The checkpoints to run, with their catalogue column names.
+
+    Parameters
+    ----------
+    models
+        None: the checkpoints shipped with the package; a folder: its ``*.pt`` files; a
+        file or a list of files; an empty list: none (photometry only).
+
+    Returns
+    -------
+    list of CheckpointRef
+        Named ``z_<variant>`` (``mlp``, ``cnn``, ``hybrid``, ``hybrid_transfer``; ``_2``, ... for
+        repeats).
+
+    Raises
+    ------
+    CheckpointError, FileNotFoundError
+        On a missing or unreadable checkpoint (naming it).
+    """
+    from ..models import read_metadata
+
+    if models is None:
+        files = shipped_checkpoints()
+    elif isinstance(models, (str, os.PathLike)) and Path(models).is_dir():
+        files = checkpoint_files(models)
+    elif isinstance(models, (str, os.PathLike)):
+        files = [Path(models)]
+    else:
+        files = [Path(m) for m in models]
+    refs, taken = [], set()
+    for file in files:
+        if not file.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {file}")
+        metadata = read_metadata(file)
+        variant = str(metadata.get("variant") or metadata.get("architecture"))
+        name, k = variant.replace("-", "_"), 2
+        while name in taken:
+            name, k = f"{variant.replace('-', '_')}_{k}", k + 1
+        taken.add(name)
+        refs.append(
+            CheckpointRef(name, str(file.resolve()), str(metadata["state_dict_sha256"]), variant)
+        )
+    return refs
+
+
+def _record(store: RunStore, source: TileSource, result: TileResult, summary: RunSummary) -> None:
+    if result.status == "failed":
+        failure = TileFailure(result.source, result.reason, result.tile_id, "data")
+        store.record_failure(source.digest, failure)
+        summary.tiles_failed += 1
+        summary.failures.append(failure)
+        return
+    store.clear_failure(source.digest)
+    if result.status == "skipped":
+        summary.tiles_skipped += 1
+        return
+    summary.tiles_done += 1
+    summary.galaxies += result.rows
+    for stage, seconds in result.stage_seconds.items():
+        summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
+
+
+def _pending(
+    sources: Iterator[TileSource], done: set[str], summary: RunSummary
+) -> Iterator[TileSource]:
+    for source in sources:
+        if source.key in done:
+            summary.tiles_skipped += 1
+            continue
+        yield source
+
+
+def _submit_all(
+    client: Client,
+    sources: Iterator[TileSource],
+    job: TileJob,
+    store: RunStore,
+    summary: RunSummary,
+    *,
+    retries: int,
+    window: int,
+    progress: bool,
+    total: int | None,
+) -> None:
+    source_of: dict[str, TileSource] = {}
+
+    def submit(source: TileSource) -> Any:
+        future = client.submit(
+            process_tile, source, job, key=f"photoz-tile-{source.digest}", retries=retries,
+            pure=False,
+        )  # fmt: skip
+        source_of[future.key] = source
+        return future
+
+    pending = as_completed([submit(s) for s, _ in zip(sources, range(window), strict=False)])
+    start = time.perf_counter()
+    with tqdm(total=total, desc="tiles", unit="tile", disable=not progress) as bar:
+        for future in pending:
+            source = source_of.pop(future.key)
+            try:
+                result = future.result()
+            except Exception as error:  # retries exhausted: a worker kept dying, or a bug
+                reason = "".join(traceback.format_exception_only(type(error), error)).strip()
+                failure = TileFailure(source.key, reason, source.tile_id, "error")
+                store.record_failure(source.digest, failure)
+                summary.tiles_failed += 1
+                summary.failures.append(failure)
+            else:
+                _record(store, source, result, summary)
+            future.release()
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(
+                done=summary.tiles_done, failed=summary.tiles_failed,
+                galaxies_s=f"{summary.galaxies / elapsed:.0f}",
+            )  # fmt: skip
+            bar.update(1)
+            following = next(sources, None)
+            if following is not None:
+                pending.add(submit(following))
+
+
+def run(
+    tiles: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    models: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    client: Client | None = None,
+    config: PipelineConfig | None = None,
+    scheduler_file: str | os.PathLike[str] | None = None,
+    address: str | None = None,
+    n_workers: int | None = None,
+    bands: Sequence[str] = CSST_BANDS,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RunSummary:
+    """Measure tiles and predict photo-z, writing one Parquet partition per tile.
+
+    Parameters
+    ----------
+    tiles
+        Zarr tile stores, per-band FITS files, folders of them, globs, or manifests
+        (``.txt``/``.lst`` lines or a Parquet ``path`` column); resolved lazily.
+    out
+        The run folder (see :class:`~csst_photoz.io.run_store.RunStore`); rerunning into it
+        resumes: tiles already done are skipped, failed ones are tried again.
+    models
+        Checkpoints: None for those shipped with the package, a folder, a file, or a list;
+        ``[]`` for photometry only.
+    client, scheduler_file, address
+        An existing cluster (at most one); none starts a local cluster for the run
+        (:func:`~csst_photoz.pipeline.connect`: one worker per GPU, else one per core).
+    config
+        Photometry, inference and scheduling settings (default: the paper's recipe).
+    n_workers
+        Workers of a local cluster.
+    bands
+        The bands every tile must have, in order.
+    overwrite
+        Discard an earlier run in ``out`` that used other settings (default: refuse).
+    progress
+        Show a progress bar and the dashboard address.
+
+    Returns
+    -------
+    RunSummary
+        Tiles done / skipped / failed, galaxies, wall and per-stage times, failures.
+
+    Examples
+    --------
+    >>> import csst_photoz
+    >>> summary = csst_photoz.run("field/*.zarr", "catalogue/")      # doctest: +SKIP
+    >>> print(summary)                                                # doctest: +SKIP
+    """
+    config = config or PipelineConfig()
+    checkpoints = resolve_checkpoints(models)
+    store = RunStore(out)
+    store.check_settings(
+        {
+            "pipeline": config.model_dump(mode="json", exclude={"retries", "max_in_flight"}),
+            "models": [{"name": c.name, "state_dict_sha256": c.sha256} for c in checkpoints],
+            "bands": list(bands),
+            "version": __version__,
+        },
+        overwrite=overwrite,
+    )
+    job = TileJob(
+        out_dir=str(store.root.resolve()),
+        config_json=config.model_dump_json(),
+        checkpoints=tuple(checkpoints),
+        bands=tuple(bands),
+    )
+    summary = RunSummary(out=store.root, models={c.name: c.path for c in checkpoints})
+    done = set(store.done_sources())
+    total = None  # known up front only for an explicit list of zarr stores
+    if isinstance(tiles, (list, tuple)) and all(str(t).endswith(".zarr") for t in tiles):
+        total = sum(str(Path(t).resolve()) not in done for t in tiles)
+    sources = _pending(iter_tile_sources(tiles), done, summary)
+    cluster = {"client": client, "address": address, "scheduler_file": scheduler_file}
+    with connect(**cluster, n_workers=n_workers) as dask_client:
+        if progress:
+            print(f"Dask dashboard: {dask_client.dashboard_link}", flush=True)
+        window = config.max_in_flight or 2 * max(1, sum(dask_client.nthreads().values()))
+        start = time.perf_counter()
+        _submit_all(
+            dask_client, sources, job, store, summary, retries=config.retries, window=window,
+            progress=progress, total=total,
+        )  # fmt: skip
+        summary.wall_seconds = time.perf_counter() - start
+    store.write_manifest()
+    store.write_failures()
+    return summary

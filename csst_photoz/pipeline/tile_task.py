@@ -1,0 +1,281 @@
+"""One tile, end to end, as one Dask task: read -> measure -> stamps -> inference -> write.
+
+`process_tile` is what the run submits per tile. Its payload is a :class:`TileJob` (paths, a
+configuration and checkpoint references; never arrays). It is idempotent: the partition path
+is a function of the tile id, written atomically, and the done-marker is written last, so a
+task that Dask re-runs (a worker died after writing) finds the marker and returns at once.
+
+Models are loaded once per worker process (a cached loader keyed by checkpoint digests and
+device), not once per task. On a GPU worker the tile is copied to the device once; detection,
+apertures, stamps and inference run there, and only the per-source table comes back. Between
+tiles the CuPy and torch caching allocators release their free blocks, so the two libraries
+share the device without one starving the other.
+
+Bad input (a corrupt or truncated tile, wrong shape, missing bands, invalid pixels that defeat
+the measurement) is not retried: it comes back as a ``failed`` result naming the file and the
+problem, and the run goes on. Anything else raises, so Dask retries it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .. import __version__
+from ..io.run_store import RunStore, TileRecord
+from ..io.tile_sources import TileSource
+from ..io.tile_zarr import TileFormatError
+from ..photometry import measure_tile
+from .config import PipelineConfig
+
+__all__ = ["CheckpointRef", "TileJob", "TileResult", "process_tile"]
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """A checkpoint to run: output name, file and the digest its tensors must have."""
+
+    name: str
+    path: str
+    sha256: str
+    variant: str
+
+
+@dataclass(frozen=True)
+class TileJob:
+    """What every tile task shares (small and picklable)."""
+
+    out_dir: str
+    config_json: str
+    checkpoints: tuple[CheckpointRef, ...]
+    bands: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TileResult:
+    """What a tile task reports back.
+
+    ``status`` is ``"done"`` (partition written now), ``"skipped"`` (done before) or
+    ``"failed"`` (bad input; ``reason`` says why).
+    """
+
+    source: str
+    status: str
+    tile_id: int | None = None
+    rows: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+
+@lru_cache(maxsize=4)
+def _config(config_json: str) -> PipelineConfig:
+    return PipelineConfig.model_validate_json(config_json)
+
+
+def _cuda_usable() -> bool:
+    try:
+        import cupy
+        import torch
+    except ImportError:
+        return False
+    try:
+        return bool(torch.cuda.is_available() and cupy.cuda.runtime.getDeviceCount() > 0)
+    except Exception:
+        return False
+
+
+def worker_device(config: PipelineConfig) -> str:
+    """``"cuda"`` or ``"cpu"``: where this process runs photometry and inference."""
+    if config.device == "cpu":
+        return "cpu"
+    if _cuda_usable():
+        return "cuda"
+    if config.device == "cuda":
+        raise RuntimeError(f"device='cuda' asked but no usable GPU on {socket.gethostname()}")
+    return "cpu"
+
+
+@lru_cache(maxsize=2)
+def _models(checkpoints: tuple[CheckpointRef, ...], device: str) -> dict[str, Any]:
+    """The networks, loaded once per worker process and device."""
+    from ..models import load_model
+
+    models = {}
+    for ref in checkpoints:
+        model = load_model(ref.path, map_location=device)
+        digest = model.checkpoint_metadata.get("state_dict_sha256")
+        if digest != ref.sha256:
+            raise RuntimeError(
+                f"{ref.path}: checkpoint changed since the run started (tensor digest "
+                f"{digest} != {ref.sha256})"
+            )
+        models[ref.name] = model
+    return models
+
+
+def _array_module(device: str) -> ModuleType:
+    if device == "cuda":
+        import cupy
+
+        return cupy
+    return np
+
+
+class _StageClock:
+    """Wall time per stage, synchronising the GPU before each reading."""
+
+    def __init__(self, xp: ModuleType) -> None:
+        self.xp = xp
+        self.seconds: dict[str, float] = {}
+
+    def _sync(self) -> None:
+        if self.xp is not np:
+            self.xp.cuda.get_current_stream().synchronize()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self._sync()
+        start = time.perf_counter()
+        yield
+        self._sync()
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def _release_device_memory(device: str) -> None:
+    if device != "cuda":
+        return
+    import cupy
+    import torch
+
+    cupy.get_default_memory_pool().free_all_blocks()
+    torch.cuda.empty_cache()
+
+
+def _with_photoz(table: pa.Table, estimates: dict[str, Any], job: TileJob) -> pa.Table:
+    """The photometry table with ``z_<name>`` / ``z_<name>_err`` columns and run metadata."""
+    for ref in job.checkpoints:
+        estimate = estimates[ref.name]
+        table = table.append_column(
+            pa.field(f"z_{ref.name}", pa.float32(), metadata={
+                "unit": "", "description": f"photometric redshift ({ref.variant})"}),
+            pa.array(estimate.z, type=pa.float32()),
+        )  # fmt: skip
+        table = table.append_column(
+            pa.field(f"z_{ref.name}_err", pa.float32(), metadata={
+                "unit": "", "description": f"1-sigma uncertainty of z_{ref.name}"}),
+            pa.array(estimate.z_err, type=pa.float32()),
+        )  # fmt: skip
+    metadata = dict(table.schema.metadata or {})
+    metadata[b"csst_photoz.models"] = json.dumps(
+        [{"name": r.name, "variant": r.variant, "file": os.path.basename(r.path),
+          "state_dict_sha256": r.sha256} for r in job.checkpoints]
+    ).encode()  # fmt: skip
+    metadata[b"csst_photoz.pipeline"] = job.config_json.encode()
+    metadata[b"csst_photoz.version"] = __version__.encode()
+    return table.replace_schema_metadata(metadata)
+
+
+def _measure_and_infer(
+    tile: Any, job: TileJob, config: PipelineConfig, device: str, clock: _StageClock
+) -> pa.Table:
+    from ..models.inference import predict_catalog
+
+    xp = _array_module(device)
+    with clock.stage("photometry"):
+        photometry = measure_tile(tile, config=config.photometry, xp=xp)
+    table = photometry.table
+    models = _models(job.checkpoints, device) if job.checkpoints else {}
+    bands = list(tile.bands)
+    fluxes = np.stack([table[f"counts_{b}"].to_numpy() for b in bands], axis=1)
+    errors = np.stack([table[f"counts_err_{b}"].to_numpy() for b in bands], axis=1)
+    stamp_seconds = 0.0
+
+    def cut(rows: np.ndarray) -> Any:
+        nonlocal stamp_seconds
+        clock._sync()
+        start = time.perf_counter()
+        stamps, _ = photometry.stamps(rows, seed=config.stamp_seed)
+        clock._sync()
+        stamp_seconds += time.perf_counter() - start
+        return stamps
+
+    if device == "cpu" and models:
+        import torch
+
+        torch.set_num_threads(config.torch_threads)
+    with clock.stage("inference"):
+        estimates = predict_catalog(
+            models, bands, fluxes, errors, cut, batch_size=config.batch_size,
+            mixed_precision=config.mixed_precision, seed=config.stamp_seed,
+        )  # fmt: skip
+    clock.seconds["inference"] -= stamp_seconds
+    clock.seconds["stamps"] = stamp_seconds
+    return _with_photoz(table, estimates, job)
+
+
+def process_tile(source: TileSource, job: TileJob) -> TileResult:
+    """Process one tile into its catalogue partition (the Dask task).
+
+    Parameters
+    ----------
+    source
+        The tile to read.
+    job
+        Output folder, settings and checkpoints shared by the run.
+
+    Returns
+    -------
+    TileResult
+        ``done``, ``skipped`` (its marker and partition were already in place) or ``failed``
+        (bad input, with the reason).
+    """
+    config = _config(job.config_json)
+    store = RunStore(job.out_dir)
+    device = worker_device(config)
+    clock = _StageClock(np)
+    start = time.perf_counter()
+    try:
+        with clock.stage("read"):
+            tile = source.read(job.bands)
+    except (TileFormatError, OSError, ValueError) as error:
+        return TileResult(source.key, "failed", source.tile_id, reason=str(error))
+    marker = store.read_marker(tile.tile_id)
+    if marker is not None and store.is_done(marker):
+        if marker.source != source.key:
+            return TileResult(
+                source.key, "failed", tile.tile_id,
+                reason=f"tile id {tile.tile_id} was already produced from {marker.source}",
+            )  # fmt: skip
+        return TileResult(source.key, "skipped", tile.tile_id, rows=marker.rows)
+    clock.xp = _array_module(device)
+    try:
+        try:
+            table = _measure_and_infer(tile, job, config, device, clock)
+        except ValueError as error:  # the measurement refuses the data (naming the tile)
+            return TileResult(source.key, "failed", tile.tile_id, reason=f"{source.key}: {error}")
+    finally:
+        _release_device_memory(device)
+    with clock.stage("write"):
+        path, size, sha256 = store.write_partition(table)
+    seconds = time.perf_counter() - start
+    stages = {name: round(value, 6) for name, value in clock.seconds.items()}
+    store.write_marker(
+        TileRecord(
+            tile_id=tile.tile_id, source=source.key, partition=str(path.relative_to(store.root)),
+            rows=table.num_rows, bytes=size, sha256=sha256, seconds=seconds,
+            worker=f"{socket.gethostname()}:{os.getpid()}", device=device, stage_seconds=stages,
+        )
+    )  # fmt: skip
+    return TileResult(source.key, "done", tile.tile_id, table.num_rows, seconds, stages)
