@@ -22,4 +22,4 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 __all__ = ["__version__", "run"]
 
 # ``run`` imports dask and distributed: only when first used
-__getattr__, __dir__ = lazy_attributes(__name__, {"run": "pipeline.run"}, __all__)
+__getattr__, __dir__ = lazy_attributes(__name__, {"run": "pipeline.batch"}, __all__)

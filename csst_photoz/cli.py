@@ -13,6 +13,7 @@ import numpy as np
 
 from . import __version__
 from .evaluation.cli import add_evaluate_parser
+from .pipeline.cli import add_catalog_parser, add_demo_parser, add_run_parser
 from .training.cli import add_predict_parser, add_train_parser
 
 if TYPE_CHECKING:  # the CLI imports the heavy modules lazily so that --help is instant
@@ -175,18 +176,6 @@ def _cmd_simulate_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    out: Path = args.out
-    print("== CSST instrument model (defaults: Zhou et al. 2022) ==")
-    instrument = _instrument(None)
-    print(depth_report(instrument))
-    print(f"\n== mock population: {args.n} galaxies, seed {args.seed} ==")
-    _simulate_catalog(
-        args.n, args.seed, out / "truth.parquet", None, out / "truth_nz_colours.png", False
-    )
-    return 0
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -264,13 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_parser(commands)
     add_evaluate_parser(commands)
 
-    demo = commands.add_parser(
-        "demo", help="the main job on the embedded default: instrument report + population"
-    )
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
-    demo.add_argument("--n", type=_positive_int, default=20000, help="number of galaxies")
-    demo.add_argument("--seed", type=int, default=2022, help="master random seed")
-    demo.set_defaults(func=_cmd_demo)
+    add_run_parser(commands)
+    add_catalog_parser(commands)
+    add_demo_parser(commands)
     return parser
 
 

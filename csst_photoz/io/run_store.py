@@ -5,12 +5,16 @@ tasks land on the same names)::
 
     RUN/run.json                       settings and checkpoints of the run (a rerun must match)
     RUN/tiles/tile_<id>.parquet        one catalogue partition per tile (zstd)
+    RUN/_claims/tile_<id>              which source owns a tile id (created exclusively)
     RUN/_done/tile_<id>.json           done-marker: source, rows, bytes, SHA-256, timings
     RUN/_failed/<source digest>.json   why a tile failed (removed when a rerun succeeds)
     RUN/manifest.parquet               the done-markers as one table (written at the end)
     RUN/failures.parquet               the failures as one table (written at the end)
 
-A partition is written to a temporary name and renamed; its marker is written (atomically)
+Before a task measures a tile it claims the tile id (an exclusive file creation), so two
+different sources with the same tile id can never write, or overwrite, one partition, even
+when they run at the same time; a retried task finds its own claim and goes on. A partition is
+written to a temporary name and renamed; its marker is written (atomically)
 after it, so a marker always describes a complete file. A rerun skips a tile whose marker
 exists and whose partition still has the recorded size; `verify_partition` also checks the
 SHA-256. Partitions are zstd-compressed without dictionary encoding of float columns.
@@ -145,7 +149,25 @@ class RunStore:
             return
         _write_json(self.settings_path, settings)
 
-    # -- partitions and markers ----------------------------------------------------------
+    # -- claims, partitions and markers --------------------------------------------------
+    def claim(self, tile_id: int, source: str) -> str | None:
+        """Claim a tile id for a source; returns the other source that holds it, or None.
+
+        The claim file is created exclusively (``O_CREAT | O_EXCL``), so of two tasks racing
+        for one id exactly one wins. Claiming again for the same source succeeds.
+        """
+        path = self.root / "_claims" / f"tile_{tile_id:08d}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = path.read_text()
+            return None if holder == source else holder
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(source)
+        return None
+
+
     def write_partition(self, table: pa.Table) -> tuple[Path, int, str]:
         """Write a tile's catalogue atomically; returns (path, bytes, SHA-256).
 

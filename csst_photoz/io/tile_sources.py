@@ -153,13 +153,16 @@ def _from_parquet_manifest(path: Path) -> Iterator[TileSource]:
             yield from _entry(str(text), path.parent, f"{path} row {row}")
 
 
-def iter_tile_sources(tiles: str | Path | Iterable[str | Path]) -> Iterator[TileSource]:
+def iter_tile_sources(
+    tiles: str | Path | TileSource | Iterable[str | Path | TileSource],
+) -> Iterator[TileSource]:
     """The tiles named by paths, globs and manifests, lazily, each tile once.
 
     Parameters
     ----------
     tiles
-        A path, glob or manifest, or an iterable of them (see the module docstring).
+        A path, glob or manifest, or an iterable of them (see the module docstring), or of
+        `TileSource` records (passed through).
 
     Yields
     ------
@@ -173,9 +176,14 @@ def iter_tile_sources(tiles: str | Path | Iterable[str | Path]) -> Iterator[Tile
     ValueError
         A path that is not a tile or a manifest, or a malformed manifest.
     """
-    items = [tiles] if isinstance(tiles, (str, Path)) else tiles
+    items = [tiles] if isinstance(tiles, (str, Path, TileSource)) else tiles
     seen: set[str] = set()
     for item in items:
+        if isinstance(item, TileSource):
+            if item.key not in seen:
+                seen.add(item.key)
+                yield item
+            continue
         text = str(item)
         if _GLOB_CHARACTERS.search(text) and not Path(text).exists():
             matches = sorted(glob.glob(text))

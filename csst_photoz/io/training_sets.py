@@ -20,7 +20,6 @@ temporary sibling name and renamed into place at the end: a reader never sees a 
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -39,10 +38,12 @@ from tqdm.auto import tqdm
 
 from .parquet import read_parquet_table
 
-__all__ = ["TrainingSetMergeError", "merge_training_sets"]
+__all__ = ["STAMP_CHUNK_OBJECTS", "TrainingSetMergeError", "merge_training_sets"]
 
 #: File names inside a training-set folder (as written by the simulator).
 TABLE_FILE = "stamps.parquet"
+#: Objects per zarr chunk of a stamp array: 32 x 7 x 64 x 64 float32 = 3.7 MB.
+STAMP_CHUNK_OBJECTS = 32
 STAMPS_STORE = "stamps.zarr"
 STAMPS_ARRAY = "stamps"
 
@@ -84,12 +85,6 @@ class _Part:
     @property
     def n_rows(self) -> int:
         return self.table.num_rows
-
-
-def _stamp_chunk_objects() -> int:
-    """Objects per chunk of the simulator's stamp arrays (imported lazily: heavy module)."""
-    simulator = importlib.import_module("csst_photoz.pipeline.simulate_stamps")
-    return int(simulator.STAMP_CHUNK_OBJECTS)
 
 
 def _fail(folder: Path, message: str) -> TrainingSetMergeError:
@@ -263,7 +258,7 @@ def _copy_stamps(parts: Sequence[_Part], group: zarr.Group, *, progress: bool) -
     """Create the merged stamp array and fill it block by block from the parts."""
     template = parts[0].stamps
     n = sum(part.n_rows for part in parts)
-    chunk = _stamp_chunk_objects()
+    chunk = STAMP_CHUNK_OBJECTS
     target = group.create_array(
         STAMPS_ARRAY,
         shape=(n, *template.shape[1:]),

@@ -1,20 +1,47 @@
-"""Execution on Dask: cluster helpers and the distributed jobs (tile simulation, the batch run)."""
+"""Execution on Dask: cluster helpers and the distributed jobs (tile simulation, the batch run).
 
-from .cluster import connect, gpus_visible
-from .config import PipelineConfig, load_pipeline_config
-from .run import RunSummary, resolve_checkpoints, run
-from .simulate import TileSimulationResult, simulate_tiles
-from .simulate_stamps import simulate_stamps
+- :func:`run` -- the batch processor: tiles -> per-tile photo-z catalogue partitions
+  (:mod:`.batch`, one task per tile in :mod:`.tile_task`, settings in :mod:`.config`);
+- :func:`finalize_catalog` -- per-tile partitions -> HATS catalogue (:mod:`.finalize`);
+- :func:`run_demo` -- simulate, run, finalise and evaluate a small field (:mod:`.demo`);
+- :func:`simulate_tiles`, :func:`simulate_stamps` -- distributed simulation;
+- :func:`connect` -- a Dask client: existing, by scheduler file or address, or a local cluster.
+
+Names are imported lazily, so that the command line does not load Dask before it needs it.
+"""
+
+from __future__ import annotations
+
+from .._lazy import lazy_attributes
 
 __all__ = [
     "PipelineConfig",
     "RunSummary",
     "TileSimulationResult",
     "connect",
+    "finalize_catalog",
     "gpus_visible",
     "load_pipeline_config",
     "resolve_checkpoints",
     "run",
+    "run_demo",
     "simulate_stamps",
     "simulate_tiles",
 ]
+
+_SOURCES = {
+    "PipelineConfig": "config",
+    "RunSummary": "batch",
+    "TileSimulationResult": "simulate",
+    "connect": "cluster",
+    "finalize_catalog": "finalize",
+    "gpus_visible": "cluster",
+    "load_pipeline_config": "config",
+    "resolve_checkpoints": "batch",
+    "run": "batch",
+    "run_demo": "demo",
+    "simulate_stamps": "training_stamps",
+    "simulate_tiles": "simulate",
+}
+
+__getattr__, __dir__ = lazy_attributes(__name__, _SOURCES, __all__)

@@ -56,7 +56,9 @@ __all__ = [
 DEFAULT_PIXEL_THRESHOLD = 1_000_000
 
 #: Finest HEALPix order used to bin objects (order 10: pixels of ~3.4 arcmin, ~12 arcmin^2).
-#: Partitions are merged upwards from it until they reach ``pixel_threshold`` rows.
+#: Partitions are merged upwards from it until they reach ``pixel_threshold`` rows. hats-import
+#: keeps a dense int64 histogram at this order in every mapping task (order 10: 100 MB; four
+#: times more per order), so higher orders only pay off with a small ``pixel_threshold``.
 DEFAULT_HIGHEST_HEALPIX_ORDER = 10
 
 #: Columns every partition must have: position, and the sort key that fixes row order.
@@ -84,16 +86,36 @@ def _inspect_partition(path: Path) -> _Partition:
     if not path.is_file():
         raise FileNotFoundError(f"catalogue partition not found: {path}")
     try:
-        parquet_file = pq.ParquetFile(path)
+        with pq.ParquetFile(path) as parquet_file:
+            schema = parquet_file.schema_arrow
+            num_rows = parquet_file.metadata.num_rows
     except (pa.ArrowInvalid, OSError) as exc:
         raise ValueError(f"{path} is not a readable Parquet file: {exc}") from None
-    schema = parquet_file.schema_arrow
     missing = [name for name in _REQUIRED_COLUMNS if name not in schema.names]
     if missing:
         raise ValueError(
             f"catalogue partition {path} lacks required column(s): {', '.join(missing)}"
         )
-    return _Partition(path, parquet_file.metadata.num_rows, schema)
+    return _Partition(path, num_rows, schema)
+
+
+def _schema_difference(schema: pa.Schema, reference: pa.Schema) -> str:
+    """A short description of how ``schema`` differs from ``reference``."""
+    types = {field.name: field.type for field in schema}
+    expected = {field.name: field.type for field in reference}
+    parts = []
+    if extra := [name for name in types if name not in expected]:
+        parts.append(f"extra columns {extra}")
+    if missing := [name for name in expected if name not in types]:
+        parts.append(f"missing columns {missing}")
+    changed = [
+        f"{name}: {types[name]} instead of {kind}"
+        for name, kind in expected.items()
+        if name in types and types[name] != kind
+    ]
+    if changed:
+        parts.append("types " + ", ".join(changed))
+    return "; ".join(parts) or "column order or nullability"
 
 
 def _common_schema(partitions: Sequence[_Partition]) -> pa.Schema:
@@ -104,7 +126,7 @@ def _common_schema(partitions: Sequence[_Partition]) -> pa.Schema:
         if not partition.schema.remove_metadata().equals(fields):
             raise ValueError(
                 f"catalogue partitions have different schemas: {partition.path} differs from "
-                f"{reference.path}:\n{partition.schema.remove_metadata()}\nvs\n{fields}"
+                f"{reference.path} ({_schema_difference(partition.schema, fields)})"
             )
     metadata = {
         key: value
@@ -130,14 +152,9 @@ def _check_catalogue_rows(catalogue: Path, expected: int) -> None:
 
     catalog = hats.read_hats(catalogue)
     declared = catalog.catalog_info.total_rows
+    suffix = catalog.catalog_info.npix_suffix
     on_disk = sum(
-        pq.ParquetFile(
-            str(
-                pixel_catalog_file(
-                    catalogue, pixel, npix_suffix=catalog.catalog_info.npix_suffix
-                ).path
-            )
-        ).metadata.num_rows
+        pq.read_metadata(pixel_catalog_file(catalogue, pixel, npix_suffix=suffix).path).num_rows
         for pixel in catalog.get_healpix_pixels()
     )
     if declared != expected or on_disk != expected:
@@ -200,7 +217,8 @@ def finalize_catalog(
         Most rows in one HATS partition.
     highest_healpix_order
         Finest HEALPix order used to bin objects before merging pixels up to
-        ``pixel_threshold`` rows (0-19 here).
+        ``pixel_threshold`` rows (0-29; each mapping task holds a dense histogram of
+        ``12 * 4**order`` int64 counts, 100 MB at order 10).
     overwrite
         Replace an existing ``out_dir/catalog_name`` (moved aside while the new one is
         renamed in, deleted after); by default it is an error.
@@ -235,8 +253,8 @@ def finalize_catalog(
         raise ValueError(f"pixel_threshold must be a positive integer, got {pixel_threshold!r}")
     if pixel_threshold < 1:
         raise ValueError(f"pixel_threshold must be a positive integer, got {pixel_threshold}")
-    if not 0 <= highest_healpix_order <= 19:
-        raise ValueError(f"highest_healpix_order must be in 0..19, got {highest_healpix_order}")
+    if not 0 <= highest_healpix_order <= 29:
+        raise ValueError(f"highest_healpix_order must be in 0..29, got {highest_healpix_order}")
     paths = [Path(path) for path in partitions]
     if not paths:
         raise ValueError("no catalogue partitions given: nothing to finalize")

@@ -251,13 +251,14 @@ def process_tile(source: TileSource, job: TileJob) -> TileResult:
             tile = source.read(job.bands)
     except (TileFormatError, OSError, ValueError) as error:
         return TileResult(source.key, "failed", source.tile_id, reason=str(error))
+    holder = store.claim(tile.tile_id, source.key)
+    if holder is not None:
+        return TileResult(
+            source.key, "failed", tile.tile_id,
+            reason=f"{source.key}: tile id {tile.tile_id} was already produced from {holder}",
+        )  # fmt: skip
     marker = store.read_marker(tile.tile_id)
     if marker is not None and store.is_done(marker):
-        if marker.source != source.key:
-            return TileResult(
-                source.key, "failed", tile.tile_id,
-                reason=f"tile id {tile.tile_id} was already produced from {marker.source}",
-            )  # fmt: skip
         return TileResult(source.key, "skipped", tile.tile_id, rows=marker.rows)
     clock.xp = _array_module(device)
     try:

@@ -20,14 +20,12 @@ from tqdm.auto import tqdm
 
 from ..instrument import Instrument, InstrumentConfig
 from ..io import write_parquet_atomic
+from ..io.training_sets import STAMP_CHUNK_OBJECTS
 from ..sim.catalog import simulate_catalog
 from ..sim.population import PopulationConfig
 from ..sim.stamps import neighbour_pool, render_stamps
 
 __all__ = ["STAMP_CHUNK_OBJECTS", "draw_training_truth", "simulate_stamps"]
-
-#: Objects per zarr chunk: 32 x 7 x 64 x 64 float32 = 3.7 MB.
-STAMP_CHUNK_OBJECTS = 32
 
 
 def draw_training_truth(

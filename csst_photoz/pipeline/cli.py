@@ -1,0 +1,158 @@
+"""Command-line front ends of the batch processor: ``run``, ``catalog finalize`` and ``demo``.
+
+::
+
+    csst-photoz run TILES... --out DIR [--models DIR|FILE ...] [--config run.toml]
+                    [--scheduler-file F | --workers N] [--device cpu|cuda|auto] [--overwrite]
+    csst-photoz catalog finalize RUN_DIR [--out DIR] [--name catalog] [--workers N]
+    csst-photoz demo --out DIR [--tiles 3] [--size 2048] [--seed 2022] [--workers N]
+
+Dask, torch and hats are imported only when a command runs, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_catalog_parser", "add_demo_parser", "add_run_parser"]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _models_argument(values: list[Path] | None, no_models: bool) -> Any:
+    if no_models:
+        return []
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .batch import run
+    from .config import PipelineConfig, load_pipeline_config
+
+    config = load_pipeline_config(args.config) if args.config else PipelineConfig()
+    if args.device:
+        config = config.model_copy(update={"device": args.device})
+    summary = run(
+        args.tiles,
+        args.out,
+        models=_models_argument(args.models, args.no_models),
+        config=config,
+        scheduler_file=args.scheduler_file,
+        n_workers=args.workers,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    print(summary)
+    return 1 if summary.tiles_failed else 0
+
+
+def _cmd_finalize(args: argparse.Namespace) -> int:
+    from ..io.run_store import RunStore
+    from .cluster import connect
+    from .finalize import finalize_catalog
+
+    store = RunStore(args.run)
+    if not store.settings_path.is_file():
+        raise FileNotFoundError(f"{args.run}: not a run folder (no run.json)")
+    records = list(store.markers())
+    for record in records:
+        store.verify_partition(record)
+    out = args.out or store.root
+    with connect(scheduler_file=args.scheduler_file, n_workers=args.workers) as client:
+        path = finalize_catalog(
+            [store.partition_path(r.tile_id) for r in records], out,
+            catalog_name=args.name, client=client, overwrite=args.overwrite,
+        )  # fmt: skip
+    print(f"HATS catalogue of {sum(r.rows for r in records)} rows from {len(records)} tiles: "
+          f"{path}  (open with lsdb.read_hats)")  # fmt: skip
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    result = run_demo(
+        args.out,
+        n_tiles=args.tiles,
+        size=args.size,
+        seed=args.seed,
+        models=_models_argument(args.models, False),
+        n_workers=args.workers,
+        finalize=not args.no_finalize,
+        progress=not args.quiet,
+    )
+    print(result)
+    return 0
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=_positive_int, help="local Dask workers (default: cores)")
+    parser.add_argument("--scheduler-file", type=Path, help="use a running Dask cluster")
+
+
+def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``run`` (tiles -> per-tile photo-z catalogue partitions) to a parser."""
+    parser = subparsers.add_parser(
+        "run", help="measure tiles and predict photo-z (Dask): one Parquet partition per tile"
+    )
+    parser.add_argument(
+        "tiles", nargs="+", metavar="TILES",
+        help="tile stores (*.zarr), FITS band files, folders, globs or manifests (.txt/.parquet)",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True, help="run folder (resumes if present)")
+    parser.add_argument(
+        "--models", type=Path, action="append",
+        help="checkpoint folder or file (repeatable; default: the shipped checkpoints)",
+    )  # fmt: skip
+    parser.add_argument("--no-models", action="store_true", help="photometry only")
+    parser.add_argument("--config", type=Path, help="TOML file with a [pipeline] table")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the config")
+    _add_cluster_options(parser)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="discard an earlier run with other settings"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_cmd_run)
+    return parser
+
+
+def add_catalog_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``catalog finalize`` (per-tile partitions -> HATS catalogue) to a parser."""
+    parser = subparsers.add_parser("catalog", help="catalogue operations")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    finalize = actions.add_parser(
+        "finalize", help="turn a run's per-tile partitions into a HATS catalogue (hats-import)"
+    )
+    finalize.add_argument("run", type=Path, metavar="RUN_DIR", help="folder of `csst-photoz run`")
+    finalize.add_argument("--out", type=Path, help="parent folder (default: RUN_DIR)")
+    finalize.add_argument("--name", default="catalog", help="catalogue name (default: catalog)")
+    finalize.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
+    _add_cluster_options(finalize)
+    finalize.set_defaults(func=_cmd_finalize)
+    return parser
+
+
+def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``demo`` (simulate, run, finalise, evaluate a small field) to a parser."""
+    parser = subparsers.add_parser(
+        "demo", help="end to end on a small simulated field: tiles, run, HATS catalogue, report"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--tiles", type=_positive_int, default=3, help="tiles to simulate")
+    parser.add_argument("--size", type=_positive_int, default=2048, help="tile side [pixels]")
+    parser.add_argument("--seed", type=int, default=2022, help="master seed of the field")
+    parser.add_argument("--models", type=Path, help="checkpoints (default: shipped)")
+    parser.add_argument("--workers", type=_positive_int, help="local Dask workers")
+    parser.add_argument("--no-finalize", action="store_true", help="skip the HATS catalogue")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=_cmd_demo)
+    return parser
