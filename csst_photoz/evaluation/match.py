@@ -51,12 +51,14 @@ def match_positions(
     """
     truth = np.column_stack([np.asarray(truth_x, float), np.asarray(truth_y, float)])
     found = np.column_stack([np.asarray(detected_x, float), np.asarray(detected_y, float)])
-    if radius <= 0:
+    if not radius > 0:  # NaN too
         raise ValueError(f"radius must be positive, got {radius}")
     empty = Match(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     if len(truth) == 0 or len(found) == 0:
         return empty
-    distance, nearest = cKDTree(found).query(truth, k=1, distance_upper_bound=radius)
+    # the tree accepts separations strictly below its bound: one ulp more keeps == radius
+    bound = float(np.nextafter(radius, np.inf))
+    distance, nearest = cKDTree(found).query(truth, k=1, distance_upper_bound=bound)
     candidate = np.flatnonzero(np.isfinite(distance))
     # closest pairs first; a detection already taken is not given twice
     order = candidate[np.argsort(distance[candidate], kind="stable")]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -153,20 +154,25 @@ class RunStore:
     def claim(self, tile_id: int, source: str) -> str | None:
         """Claim a tile id for a source; returns the other source that holds it, or None.
 
-        The claim file is created exclusively (``O_CREAT | O_EXCL``), so of two tasks racing
-        for one id exactly one wins. Claiming again for the same source succeeds.
+        The claim file is created exclusively and complete (a hard link of a written file), so
+        of two tasks racing for one id exactly one wins, and the loser reads the winner's name.
+        Claiming again for the same source succeeds.
         """
         path = self.root / "_claims" / f"tile_{tile_id:08d}"
         path.parent.mkdir(parents=True, exist_ok=True)
+        # the claim appears complete or not at all: written under a private name, then linked
+        # to the claim's name (a hard link fails, atomically, when the name exists)
+        handle, staged = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
-            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            with os.fdopen(handle, "w") as stream:
+                stream.write(source)
+            os.link(staged, path)
         except FileExistsError:
             holder = path.read_text()
             return None if holder == source else holder
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(source)
+        finally:
+            os.unlink(staged)
         return None
-
 
     def write_partition(self, table: pa.Table) -> tuple[Path, int, str]:
         """Write a tile's catalogue atomically; returns (path, bytes, SHA-256).

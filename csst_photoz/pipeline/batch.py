@@ -18,6 +18,7 @@ import time
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +184,7 @@ def _submit_all(
         source_of[future.key] = source
         return future
 
-    pending = as_completed([submit(s) for s, _ in zip(sources, range(window), strict=False)])
+    pending = as_completed([submit(source) for source in islice(sources, window)])
     start = time.perf_counter()
     with tqdm(total=total, desc="tiles", unit="tile", disable=not progress) as bar:
         for future in pending:

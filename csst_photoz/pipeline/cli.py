@@ -85,7 +85,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         n_tiles=args.tiles,
         size=args.size,
         seed=args.seed,
-        models=_models_argument(args.models, False),
+        models=args.models,
         n_workers=args.workers,
         finalize=not args.no_finalize,
         progress=not args.quiet,

@@ -23,7 +23,8 @@ destination are on the same file system by construction.
 Schema metadata: hats-import's Parquet reader drops the inputs' schema metadata; here the
 common schema is handed to it as a schema file, so keys such as ``csst_photoz.version`` reach
 every HATS partition and ``dataset/_common_metadata``. Keys whose values differ between
-partitions are left out, with a warning.
+partitions are left out, with a warning (``csst_photoz.tile_id``, which is per tile by
+design, silently).
 
 On a multi-machine cluster, the partitions and ``out_dir`` must be on a file system that all
 workers see (hats-import's tasks read the inputs and write the pixels themselves).
@@ -67,7 +68,8 @@ _REQUIRED_COLUMNS = (_RA, _DEC, _SORT)
 
 #: Schema-metadata keys never carried into the catalogue (pandas index bookkeeping would
 #: describe columns the HATS files do not have).
-_DROPPED_METADATA_KEYS = frozenset({b"pandas"})
+# pandas' own key, and the per-tile key of the batch processor's partitions (one value per tile)
+_DROPPED_METADATA_KEYS = frozenset({b"pandas", b"csst_photoz.tile_id"})
 
 _CATALOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
