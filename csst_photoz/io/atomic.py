@@ -11,13 +11,24 @@ from pathlib import Path
 __all__ = ["atomic_destination"]
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# files get the permissions a plain open() would give them (mkstemp makes them private)
+_FILE_MODE = 0o666 & ~_process_umask()
+
+
 @contextmanager
 def atomic_destination(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path beside ``path`` that replaces ``path`` when the block succeeds.
 
     Readers see either the old file (or none) or the complete new one, never a partial write.
     If the block raises, the temporary file is removed and ``path`` is untouched. Parent
-    folders are created.
+    folders are created. The file gets the permissions of a plain ``open`` under the process's
+    umask (not the private mode of a temporary file), so catalogues are readable by others.
 
     Parameters
     ----------
@@ -35,6 +46,7 @@ def atomic_destination(path: str | os.PathLike[str]) -> Iterator[Path]:
         prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
     )
     os.close(handle)
+    os.chmod(temporary, _FILE_MODE)
     try:
         yield Path(temporary)
         os.replace(temporary, target)

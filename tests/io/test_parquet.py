@@ -1,4 +1,5 @@
 import os
+import stat
 
 import pyarrow as pa
 import pytest
@@ -49,3 +50,11 @@ def test_missing_file_and_missing_columns_are_errors(tmp_path):
     path = write_parquet_atomic(_table(), tmp_path / "t.parquet")
     with pytest.raises(ValueError, match=r"lacks required column.*redshift"):
         read_parquet_table(path, required_columns=["a", "redshift"])
+
+
+def test_written_files_are_readable_by_others_under_the_umask(tmp_path):
+    path = write_parquet_atomic(pa.table({"a": [1]}), tmp_path / "t.parquet")
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert mode == 0o666 & ~mask
