@@ -18,6 +18,7 @@ from csst_photoz.evaluation.field import evaluate_field
 from csst_photoz.evaluation.match import match_positions
 from csst_photoz.io.paths import tile_truth_path
 from csst_photoz.io.run_store import RunStore
+from csst_photoz.io.tile_fits import write_tile_fits
 from csst_photoz.io.tile_sources import TileSource
 from csst_photoz.io.tile_zarr import read_tile_zarr, write_tile_zarr
 from csst_photoz.pipeline import PipelineConfig, run
@@ -215,3 +216,37 @@ def test_photometry_only_run_has_no_photoz_columns(tmp_path, field, client):
     summary = run(field[:1], tmp_path / "run", models=[], client=client, **QUIET)
     table = pq.read_table(RunStore(tmp_path / "run").partition_path(0))
     assert summary.models == {} and not [c for c in table.column_names if c.startswith("z_")]
+
+
+@pytest.mark.parametrize("window", [1, 3])
+def test_a_small_window_still_processes_every_tile(tmp_path, field, checkpoints, client, window):
+    config = PipelineConfig(max_in_flight=window)
+    summary = run(field, tmp_path / "run", models=checkpoints, client=client, config=config,
+                  **QUIET)  # fmt: skip
+    assert (summary.tiles_done, summary.tiles_failed) == (4, 0)
+
+
+def test_fits_tiles_give_the_zarr_catalogue(
+    tmp_path, field, checkpoints, client, read_catalogue, assert_same_table
+):
+    for store in field[:2]:
+        write_tile_fits(read_tile_zarr(store), tmp_path / "fits")
+    from_fits = run(str(tmp_path / "fits" / "*.fits"), tmp_path / "a", models=checkpoints,
+                    client=client, **QUIET)  # fmt: skip
+    run(field[:2], tmp_path / "b", models=checkpoints, client=client, **QUIET)
+    assert from_fits.tiles_done == 2
+    a, b = read_catalogue(tmp_path / "a"), read_catalogue(tmp_path / "b")
+    for name in ("object_id", "ra", "flux_i", "z_mlp", "z_cnn"):
+        np.testing.assert_allclose(a[name].to_numpy(), b[name].to_numpy(), rtol=1e-6)
+
+
+def test_shipped_checkpoints_give_sensible_redshifts(tmp_path, field, client):
+    """The shipped networks on the small field (paper's sample, matched to the truth)."""
+    summary = run(field, tmp_path / "run", client=client, **QUIET)
+    assert {"mlp", "cnn"} <= set(summary.models)
+    result = evaluate_field(RunStore(tmp_path / "run").partitions(), field[0].parent,
+                            tmp_path / "report")  # fmt: skip
+    assert result.n_matched_selected >= 15
+    mlp = result.metrics["mlp"]
+    assert mlp["sigma_nmad"] < 0.08 and mlp["outlier_fraction"] < 0.25, mlp
+    assert result.metrics["cnn"]["sigma_nmad"] < 0.25
