@@ -36,6 +36,10 @@ from .tile_task import CheckpointRef, TileJob, TileResult, process_tile
 
 __all__ = ["RunSummary", "resolve_checkpoints", "run"]
 
+# settings that change how a run is scheduled, not what it writes (a rerun may change them,
+# e.g. resuming a CPU run on GPU workers): left out of the run's recorded identity
+_NOT_IN_RESULTS = {"device", "batch_size", "torch_threads", "retries", "max_in_flight"}
+
 
 @dataclass
 class RunSummary:
@@ -268,7 +272,7 @@ def run(
     store = RunStore(out)
     store.check_settings(
         {
-            "pipeline": config.model_dump(mode="json", exclude={"retries", "max_in_flight"}),
+            "pipeline": config.model_dump(mode="json", exclude=_NOT_IN_RESULTS),
             "models": [{"name": c.name, "state_dict_sha256": c.sha256} for c in checkpoints],
             "bands": list(bands),
             "version": __version__,

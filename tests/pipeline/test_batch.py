@@ -21,6 +21,7 @@ from csst_photoz.io.run_store import RunStore
 from csst_photoz.io.tile_fits import write_tile_fits
 from csst_photoz.io.tile_sources import TileSource
 from csst_photoz.io.tile_zarr import read_tile_zarr, write_tile_zarr
+from csst_photoz.photometry import PhotometryConfig
 from csst_photoz.pipeline import PipelineConfig, run
 from csst_photoz.tile import Tile
 
@@ -163,11 +164,16 @@ def test_the_same_tile_id_from_two_sources_is_refused(tmp_path, field, checkpoin
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path, field, checkpoints, client):
     run(field[:1], tmp_path / "run", models=checkpoints, client=client, **QUIET)
-    other = PipelineConfig(batch_size=7)
+    other = PipelineConfig(photometry=PhotometryConfig(kron_factor=2.5))
     with pytest.raises(ValueError, match=r"other settings.*pipeline"):
         run(field[:1], tmp_path / "run", models=checkpoints, client=client, config=other, **QUIET)
     with pytest.raises(ValueError, match=r"other settings.*models"):
         run(field[:1], tmp_path / "run", models=[], client=client, **QUIET)
+    # scheduling settings may change between runs of one folder
+    again = PipelineConfig(batch_size=7, retries=0, max_in_flight=1, device="cpu")
+    summary = run(field[:1], tmp_path / "run", models=checkpoints, client=client, config=again,
+                  **QUIET)  # fmt: skip
+    assert summary.tiles_skipped == 1
 
 
 def test_batch_size_does_not_change_the_catalogue(
