@@ -1,0 +1,23 @@
+"""Smoke test of the end-to-end benchmark on two tiny tiles, so that it never rots."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def test_pipeline_benchmark_runs_on_tiny_tiles(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "pipeline.py"), "--tiles", "2", "--size", "192",
+         "--workers", "1", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "out" / "pipeline_cpu.json").read_text())
+    (run,) = record["runs"]
+    assert run["tiles"] == 2 and run["galaxies"] > 0 and run["galaxies_per_s"] > 0
+    assert {"read", "photometry", "stamps", "inference", "write"} <= set(run["stage_seconds"])
+    assert record["survey_projection"]["survey_worker_hours"] > 0
+    assert (tmp_path / "out" / "pipeline_cpu.md").read_text().startswith("# Batch processor")
