@@ -78,7 +78,9 @@ class TileFailure:
     source: str
     reason: str
     tile_id: int | None = None
-    kind: str = "data"  # "data": bad input, not retried; "error": failed after retries
+    # "data": the tile's contents are bad (not retried); "input": the listed tile is missing
+    # or not a tile; "error": the task failed after its retries
+    kind: str = "data"
 
 
 def _write_json(path: Path, record: Mapping[str, Any]) -> None:

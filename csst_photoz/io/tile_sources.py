@@ -19,7 +19,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +31,8 @@ from .tile_zarr import TileFormatError, read_tile_zarr
 
 __all__ = ["TileSource", "iter_tile_sources"]
 
+#: ``on_error(path, reason)``: a named tile that cannot be used.
+ErrorHandler = Callable[[str, str], None]
 _FITS_NAME = re.compile(r"^tile(?P<tile_id>\d+)_(?P<band>[A-Za-z]+)\.fits$")
 _MANIFEST_SUFFIXES = (".txt", ".lst")
 _GLOB_CHARACTERS = re.compile(r"[*?\[]")
@@ -93,16 +95,16 @@ def _fits_source(path: Path) -> TileSource:
     return TileSource("fits", str(path.parent.resolve()), int(match["tile_id"]))
 
 
-def _from_path(path: Path) -> Iterator[TileSource]:
+def _from_path(path: Path, on_error: ErrorHandler | None = None) -> Iterator[TileSource]:
     """The tiles one existing path names."""
     if path.suffix == ".zarr":
         yield TileSource("zarr", str(path.resolve()))
     elif path.suffix == ".fits":
         yield _fits_source(path)
     elif path.suffix == ".parquet":
-        yield from _from_parquet_manifest(path)
+        yield from _from_parquet_manifest(path, on_error)
     elif path.suffix in _MANIFEST_SUFFIXES:
-        yield from _from_text_manifest(path)
+        yield from _from_text_manifest(path, on_error)
     elif path.is_dir():
         stores = sorted(path.glob("*.zarr"))
         fits = sorted(file for file in path.glob("tile*_*.fits") if _FITS_NAME.match(file.name))
@@ -119,25 +121,34 @@ def _from_path(path: Path) -> Iterator[TileSource]:
         )
 
 
-def _entry(text: str, base: Path, where: str) -> Iterator[TileSource]:
+def _entry(
+    text: str, base: Path, where: str, on_error: ErrorHandler | None
+) -> Iterator[TileSource]:
     path = Path(text)
     path = path if path.is_absolute() else base / path
-    if not path.exists():
-        raise FileNotFoundError(f"{where}: tile {text!r} does not exist ({path})")
-    if path.suffix not in (".zarr", ".fits"):
-        raise ValueError(f"{where}: {text!r} is not a tile (.zarr or .fits)")
-    yield from _from_path(path)
+    try:
+        if not path.exists():
+            raise FileNotFoundError(f"{where}: tile {text!r} does not exist ({path})")
+        if path.suffix not in (".zarr", ".fits"):
+            raise ValueError(f"{where}: {text!r} is not a tile (.zarr or .fits)")
+        sources = list(_from_path(path))  # one tile
+    except (FileNotFoundError, ValueError) as error:
+        if on_error is None:
+            raise
+        on_error(str(path), str(error))
+        return
+    yield from sources
 
 
-def _from_text_manifest(path: Path) -> Iterator[TileSource]:
+def _from_text_manifest(path: Path, on_error: ErrorHandler | None) -> Iterator[TileSource]:
     with path.open() as lines:
         for number, line in enumerate(lines, start=1):
             text = line.split("#", 1)[0].strip()
             if text:
-                yield from _entry(text, path.parent, f"{path}:{number}")
+                yield from _entry(text, path.parent, f"{path}:{number}", on_error)
 
 
-def _from_parquet_manifest(path: Path) -> Iterator[TileSource]:
+def _from_parquet_manifest(path: Path, on_error: ErrorHandler | None) -> Iterator[TileSource]:
     try:
         manifest = pq.ParquetFile(path)
     except Exception as exc:
@@ -150,11 +161,13 @@ def _from_parquet_manifest(path: Path) -> Iterator[TileSource]:
             row += 1
             if text is None:
                 raise ValueError(f"{path}: row {row} has no path")
-            yield from _entry(str(text), path.parent, f"{path} row {row}")
+            yield from _entry(str(text), path.parent, f"{path} row {row}", on_error)
 
 
 def iter_tile_sources(
     tiles: str | Path | TileSource | Iterable[str | Path | TileSource],
+    *,
+    on_error: ErrorHandler | None = None,
 ) -> Iterator[TileSource]:
     """The tiles named by paths, globs and manifests, lazily, each tile once.
 
@@ -163,6 +176,11 @@ def iter_tile_sources(
     tiles
         A path, glob or manifest, or an iterable of them (see the module docstring), or of
         `TileSource` records (passed through).
+    on_error
+        Called as ``on_error(path, reason)`` for a tile named in a list or a manifest that does
+        not exist or is not a tile, and the iteration goes on (a survey manifest with one bad
+        line still runs). Without it, those raise. A glob matching nothing, an unreadable
+        manifest or a folder without tiles always raise.
 
     Yields
     ------
@@ -194,8 +212,11 @@ def iter_tile_sources(
             paths = [Path(text)]
         for path in paths:
             if not path.exists():
-                raise FileNotFoundError(f"tile not found: {path}")
-            for source in _from_path(path):
+                if on_error is None:
+                    raise FileNotFoundError(f"tile not found: {path}")
+                on_error(str(path), f"tile not found: {path}")
+                continue
+            for source in _from_path(path, on_error):
                 if source.key not in seen:
                     seen.add(source.key)
                     yield source

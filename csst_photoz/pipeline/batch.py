@@ -290,7 +290,14 @@ def run(
     total = None  # known up front only for an explicit list of zarr stores
     if isinstance(tiles, (list, tuple)) and all(str(t).endswith(".zarr") for t in tiles):
         total = sum(str(Path(t).resolve()) not in done for t in tiles)
-    sources = _pending(iter_tile_sources(tiles), done, summary)
+
+    def unusable(path: str, reason: str) -> None:  # a listed tile that is missing or not a tile
+        failure = TileFailure(path, reason, None, "input")
+        store.record_failure(TileSource("zarr", path).digest, failure)
+        summary.tiles_failed += 1
+        summary.failures.append(failure)
+
+    sources = _pending(iter_tile_sources(tiles, on_error=unusable), done, summary)
     cluster = {"client": client, "address": address, "scheduler_file": scheduler_file}
     with connect(**cluster, n_workers=n_workers) as dask_client:
         if progress:

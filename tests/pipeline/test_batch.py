@@ -256,3 +256,17 @@ def test_shipped_checkpoints_give_sensible_redshifts(tmp_path, field, client):
     mlp = result.metrics["mlp"]
     assert mlp["sigma_nmad"] < 0.08 and mlp["outlier_fraction"] < 0.25, mlp
     assert result.metrics["cnn"]["sigma_nmad"] < 0.25
+
+
+def test_a_missing_tile_in_a_manifest_is_a_failure_and_the_run_goes_on(
+    tmp_path, field, checkpoints, client
+):
+    manifest = tmp_path / "tiles.txt"
+    manifest.write_text(f"{field[0]}\nmissing.zarr\n{field[1]}\nnot_a_tile.txt\n")
+    (tmp_path / "not_a_tile.txt").write_text("")
+    summary = run(manifest, tmp_path / "run", models=checkpoints, client=client, **QUIET)
+    assert (summary.tiles_done, summary.tiles_failed) == (2, 2)
+    failures = pq.read_table(tmp_path / "run" / "failures.parquet").to_pylist()
+    assert {f["kind"] for f in failures} == {"input"}
+    reasons = " ".join(f["reason"] for f in failures)
+    assert f"{manifest}:2" in reasons and f"{manifest}:4" in reasons

@@ -41,9 +41,9 @@ def test_run_and_finalize_commands(tmp_path, field, checkpoints, capsys):
     assert "differs from its done-marker" in capsys.readouterr().err
 
 
-def test_run_refuses_a_missing_tile_and_an_unknown_config_key(tmp_path, capsys):
-    assert main(["run", str(tmp_path / "nope.zarr"), "--out", str(tmp_path / "run")]) == 2
-    assert "tile not found" in capsys.readouterr().err
+def test_run_refuses_a_missing_glob_and_an_unknown_config_key(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "none*.zarr"), "--out", str(tmp_path / "run")]) == 2
+    assert "no tiles match" in capsys.readouterr().err
     config = tmp_path / "run.toml"
     config.write_text("[pipeline]\nbatch = 3\n")
     argv = ["run", str(tmp_path), "--out", str(tmp_path / "r"), "--config", str(config)]
