@@ -14,6 +14,7 @@ import numpy as np
 from . import __version__
 from .evaluation.cli import add_evaluate_parser
 from .pipeline.cli import add_catalog_parser, add_demo_parser, add_run_parser
+from .pipeline.slices import parse_slice
 from .training.cli import add_predict_parser, add_train_parser
 
 if TYPE_CHECKING:  # the CLI imports the heavy modules lazily so that --help is instant
@@ -99,6 +100,11 @@ def _cmd_simulate_tiles(args: argparse.Namespace) -> int:
         seed=args.seed,
         pixel_scale_arcsec=instrument.config.pixel_scale_arcsec,
     )
+    part = ""
+    if args.slice is not None:
+        start, stop = args.slice.bounds(len(specs))
+        specs = specs[start:stop]
+        part = f" (slice {args.slice}: tile ids {start}..{stop - 1})"
     effects = DetectorEffects(
         noise=not args.no_noise,
         cosmic_rays_per_mpix=args.cosmic_rays,
@@ -124,7 +130,7 @@ def _cmd_simulate_tiles(args: argparse.Namespace) -> int:
     per_galaxy = f"{1e3 * task_seconds / galaxies:.1f} ms/galaxy" if galaxies else "no galaxies"
     print(
         f"simulated {len(done)} tiles ({len(results) - len(done)} already done) of "
-        f"{args.size}x{args.size} px with {galaxies} galaxies into {args.out} in "
+        f"{args.size}x{args.size} px with {galaxies} galaxies into {args.out}{part} in "
         f"{elapsed:.1f} s wall; {task_seconds / max(len(done), 1):.1f} s per tile per worker, "
         f"{per_galaxy} (7 bands); {size_mb:.1f} MB per tile on disk"
     )
@@ -132,26 +138,30 @@ def _cmd_simulate_tiles(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate_stamps(args: argparse.Namespace) -> int:
+    from .io.paths import slice_folder
     from .pipeline import connect, simulate_stamps
 
     instrument = _instrument(args.config)
+    out = args.out if args.slice is None else slice_folder(args.out, args.slice.index)
+    part = "" if args.slice is None else f" (slice {args.slice} of {args.n})"
     start = time.perf_counter()
     with connect(scheduler_file=args.scheduler_file, n_workers=args.workers) as client:
         n_workers = len(client.nthreads())
         table = simulate_stamps(
             args.n,
-            args.out,
+            out,
             client=client,
             seed=args.seed,
             instrument=instrument,
             size=args.size,
             selected_only=not args.all,
+            slice_spec=args.slice,
         )
     elapsed = time.perf_counter() - start
     detected = table["detected"].to_numpy(zero_copy_only=False)
     print(
-        f"simulated {table.num_rows} stamps of {args.size}x{args.size} px x 7 bands into "
-        f"{args.out} in {elapsed:.1f} s on {n_workers} workers "
+        f"simulated {table.num_rows} stamps{part} of {args.size}x{args.size} px x 7 bands into "
+        f"{out} in {elapsed:.1f} s on {n_workers} workers "
         f"({1e3 * elapsed * n_workers / max(table.num_rows, 1):.0f} ms per stamp per worker); "
         f"central galaxy detected in {detected.mean():.1%}"
     )
@@ -164,7 +174,7 @@ def _cmd_simulate_merge(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        table = merge_training_sets(args.parts, args.out, overwrite=args.overwrite)
+        table = merge_training_sets(args.parts, args.out, overwrite=args.overwrite, mode=args.mode)
     except FileExistsError as exc:
         print(f"csst-photoz: error: {exc}", file=sys.stderr)
         return 2
@@ -181,6 +191,13 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
+
+
+def _add_slice_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--slice", type=parse_slice, metavar="INDEX/COUNT",
+        help=f"only slice INDEX (0-based) of COUNT contiguous ranges of {what} (job arrays)",
+    )  # fmt: skip
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
@@ -227,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiles.add_argument("--cosmic-rays", type=float, default=0.0, help="hits/exposure/Mpix")
     tiles.add_argument("--hot-pixels", type=float, default=0.0, help="fraction of hot pixels")
     tiles.add_argument("--bright-stars", type=int, default=0, help="saturating stars per tile")
+    _add_slice_option(tiles, "tile ids; all slices share OUT")
     _add_cluster_options(tiles)
     tiles.add_argument("--overwrite", action="store_true", help="re-simulate finished tiles")
     tiles.set_defaults(func=_cmd_simulate_tiles)
@@ -238,15 +256,25 @@ def build_parser() -> argparse.ArgumentParser:
     stamps.add_argument("--size", type=_positive_int, default=64, help="stamp side [pixels]")
     stamps.add_argument("--all", action="store_true", help="not only the SNR > 10 (g|i) sample")
     stamps.add_argument("--config", type=Path, help="instrument TOML overriding defaults")
+    _add_slice_option(stamps, "rows, into OUT/slice_INDEX (join them with merge)")
     _add_cluster_options(stamps)
     stamps.set_defaults(func=_cmd_simulate_stamps)
 
     merge = what.add_parser("merge", help="merge training-set folders (stamps) into one")
     merge.add_argument(
-        "parts", nargs="+", type=Path, metavar="PART", help="training-set folders, in row order"
+        "parts",
+        nargs="+",
+        type=Path,
+        metavar="PART",
+        help="training-set folders, in row order (slices of one run: any order)",
     )
     merge.add_argument("--out", type=Path, required=True, help="output folder")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    merge.add_argument(
+        "--mode", choices=("auto", "slices", "renumber"), default="auto",
+        help="slices: the --slice parts of one run, joined into it unchanged; renumber: "
+        "independent sets, renumbered with provenance; auto (default): slices if they are",
+    )  # fmt: skip
     merge.set_defaults(func=_cmd_simulate_merge)
 
     add_train_parser(commands)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["tile_store_path", "tile_truth_path"]
+__all__ = ["slice_folder", "tile_store_path", "tile_truth_path"]
 
 
 def tile_store_path(directory: str | Path, tile_id: int) -> Path:
@@ -15,3 +15,8 @@ def tile_store_path(directory: str | Path, tile_id: int) -> Path:
 def tile_truth_path(directory: str | Path, tile_id: int) -> Path:
     """The truth table of a simulated tile, beside it: ``tile_<id>_truth.parquet``."""
     return Path(directory) / f"tile_{tile_id:08d}_truth.parquet"
+
+
+def slice_folder(directory: str | Path, index: int) -> Path:
+    """The folder of slice ``index`` of a sliced training set: ``<directory>/slice_<index>``."""
+    return Path(directory) / f"slice_{index}"

@@ -13,6 +13,14 @@ Per-part seeds become JSON lists, in part order, in the table's schema metadata
 (``csst_photoz.seed``, ``csst_photoz.stamp_seed``) and in the stamp group's ``seed`` attribute;
 ``csst_photoz.merged_from`` / ``merged_from`` list the part folders.
 
+Slices of one set (``csst-photoz simulate stamps --slice K/COUNT``, one seed, contiguous row
+ranges of one truth catalogue, recorded in the ``slice`` attribute and the
+``csst_photoz.slice`` metadata) merge differently (``mode="slices"``, chosen automatically when
+every part is such a slice of one seed): they are put in slice order and concatenated as they
+are, with no renumbering and no provenance columns, and the slice records are dropped, so the
+result is exactly the folder a single run with that seed and size writes. Every slice must be
+there once.
+
 Stamps are copied block by block (never all in memory), one output block of whole chunks at a
 time, so every chunk of the new array is written exactly once. The folder is written under a
 temporary sibling name and renamed into place at the end: a reader never sees a partial merge.
@@ -28,7 +36,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -38,7 +46,14 @@ from tqdm.auto import tqdm
 
 from .parquet import read_parquet_table
 
-__all__ = ["STAMP_CHUNK_OBJECTS", "TrainingSetMergeError", "merge_training_sets"]
+__all__ = [
+    "SLICE_ATTR",
+    "SLICE_METADATA_KEY",
+    "STAMP_CHUNK_OBJECTS",
+    "MergeMode",
+    "TrainingSetMergeError",
+    "merge_training_sets",
+]
 
 #: File names inside a training-set folder (as written by the simulator).
 TABLE_FILE = "stamps.parquet"
@@ -64,6 +79,13 @@ MERGED_FROM_ATTR = "merged_from"
 MERGED_FROM_KEY = b"csst_photoz.merged_from"
 #: Columns added by the merge (a part that has them is already a merged set).
 PROVENANCE_COLUMNS = ("part", "source_row", "source_galaxy_id")
+#: Stamp-group attribute and table metadata key of a slice: index, count, start, stop, n.
+SLICE_ATTR = "slice"
+SLICE_METADATA_KEY = b"csst_photoz.slice"
+_SLICE_FIELDS = ("index", "count", "start", "stop", "n")
+
+#: ``"renumber"``: parts of different seeds; ``"slices"``: slices of one seed; ``"auto"``.
+MergeMode = Literal["auto", "slices", "renumber"]
 
 # output chunks (of the simulator's size) written per block: 16 x 32 stamps of 7 x 64 x 64 = 59 MB
 _BLOCK_CHUNKS = 16
@@ -81,6 +103,7 @@ class _Part:
     table: pa.Table
     stamps: Any  # zarr.Array, read-only
     attrs: dict[str, Any]
+    slice_record: dict[str, int] | None = None  # None: a whole set, not a slice
 
     @property
     def n_rows(self) -> int:
@@ -131,11 +154,35 @@ def _open_part(folder: Path) -> _Part:
             f"{TABLE_FILE} already has merge column(s) {', '.join(already)}: "
             "merge the original parts instead",
         )
+    record = _slice_record(folder, attrs, table)
+    first = record["start"] if record is not None else 0
     if "stamp_index" in table.column_names:
         index = table["stamp_index"].to_numpy(zero_copy_only=False)
-        if not np.array_equal(index, np.arange(table.num_rows)):
-            raise _fail(folder, "stamp_index is not the row number: table and stamps misaligned")
-    return _Part(folder=folder, table=table, stamps=stamps, attrs=attrs)
+        if not np.array_equal(index, first + np.arange(table.num_rows)):
+            where = f"{first} + row number" if record is not None else "the row number"
+            raise _fail(folder, f"stamp_index is not {where}: table and stamps misaligned")
+    return _Part(folder=folder, table=table, stamps=stamps, attrs=attrs, slice_record=record)
+
+
+def _slice_record(folder: Path, attrs: Mapping[str, Any], table: pa.Table) -> dict[str, int] | None:
+    """A part's slice record (None for a whole set), checked against its rows."""
+    raw = attrs.get(SLICE_ATTR)
+    metadata = (table.schema.metadata or {}).get(SLICE_METADATA_KEY)
+    if raw is None and metadata is None:
+        return None
+    if raw is None or metadata is None or json.loads(metadata) != raw:
+        raise _fail(folder, f"the slice records of {STAMPS_STORE} and {TABLE_FILE} disagree")
+    try:
+        record = {key: int(raw[key]) for key in _SLICE_FIELDS}
+    except (KeyError, TypeError, ValueError):
+        raise _fail(folder, f"unreadable slice record {raw!r}") from None
+    if record["stop"] - record["start"] != table.num_rows:
+        raise _fail(
+            folder,
+            f"slice {record['index']}/{record['count']} covers rows {record['start']}.."
+            f"{record['stop'] - 1} but {TABLE_FILE} has {table.num_rows} rows",
+        )
+    return record
 
 
 def _check_compatible(parts: Sequence[_Part]) -> None:
@@ -240,13 +287,65 @@ def _merged_table(parts: Sequence[_Part], sources: list[str]) -> pa.Table:
         table = table.append_column(_field(name, values.type, description, False), values)
 
     metadata = _merge_common(
-        [part.table.schema.metadata or {} for part in parts], SEED_METADATA_KEYS, TABLE_FILE
+        [part.table.schema.metadata or {} for part in parts],
+        (*SEED_METADATA_KEYS, SLICE_METADATA_KEY),
+        TABLE_FILE,
     )
     for key in SEED_METADATA_KEYS:
         values = [(part.table.schema.metadata or {}).get(key) for part in parts]
         if any(value is not None for value in values):
             metadata[key] = json.dumps([_seed_value(v) for v in values]).encode()
     metadata[MERGED_FROM_KEY] = json.dumps(sources).encode()
+    return table.replace_schema_metadata(metadata)
+
+
+def _is_one_sliced_set(parts: Sequence[_Part]) -> bool:
+    """Every part a slice of one seed's set (same seed, slice count and set size)."""
+    records = [part.slice_record for part in parts]
+    if any(record is None for record in records):
+        return False
+    seeds = {json.dumps(part.attrs[SEED_ATTR]) for part in parts}
+    sets = {(record["count"], record["n"]) for record in records}
+    return len(seeds) == 1 and len(sets) == 1
+
+
+def _in_slice_order(parts: Sequence[_Part]) -> list[_Part]:
+    """The slices sorted by index, checked to be all there, once, and contiguous."""
+    if not _is_one_sliced_set(parts):
+        plain = [str(part.folder) for part in parts if part.slice_record is None]
+        raise TrainingSetMergeError(
+            "slice mode needs slices of one set (same seed, slice count and size); "
+            + (f"not slices: {', '.join(plain)}" if plain else "the slices differ")
+        )
+    ordered = sorted(parts, key=lambda part: part.slice_record["index"])
+    records = [part.slice_record for part in ordered]
+    count, n = records[0]["count"], records[0]["n"]
+    indices = [record["index"] for record in records]
+    missing = sorted(set(range(count)) - set(indices))
+    repeated = sorted({k for k in indices if indices.count(k) > 1})
+    if missing or repeated:
+        raise TrainingSetMergeError(
+            f"slices of {count}: missing {missing or 'none'}, repeated {repeated or 'none'}"
+        )
+    stop = 0
+    for part, record in zip(ordered, records, strict=True):
+        if record["start"] != stop:
+            raise _fail(part.folder, f"slice starts at row {record['start']}, not {stop}")
+        stop = record["stop"]
+    if stop != n:
+        raise TrainingSetMergeError(f"the slices end at row {stop}, not {n}")
+    return ordered
+
+
+def _concatenated_table(parts: Sequence[_Part]) -> pa.Table:
+    """The slices' tables as one, without their slice records (the single run's table)."""
+    names = parts[0].table.schema.names
+    metadata = _merge_common(
+        [part.table.schema.metadata or {} for part in parts], (SLICE_METADATA_KEY,), TABLE_FILE
+    )
+    table = pa.concat_tables(
+        [part.table.select(names).replace_schema_metadata(None) for part in parts]
+    )
     return table.replace_schema_metadata(metadata)
 
 
@@ -318,6 +417,7 @@ def merge_training_sets(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    mode: MergeMode = "auto",
 ) -> pa.Table:
     """Merge training-set folders into one folder of the same layout.
 
@@ -325,22 +425,28 @@ def merge_training_sets(
     ----------
     parts
         Training-set folders (``stamps.parquet`` + ``stamps.zarr``), in the order of the merged
-        rows. They must agree on bands, stamp size, unit, pixel scale, instrument configuration,
-        ``selected_only`` and the table's columns (names and types).
+        rows (slices: in any order). They must agree on bands, stamp size, unit, pixel scale,
+        instrument configuration, ``selected_only`` and the table's columns (names and types).
     out
         The merged folder, written under a temporary sibling name and renamed at the end.
     overwrite
         Replace an existing ``out`` (never one of the parts); otherwise it is refused.
     progress
         Show a progress bar while copying the stamps.
+    mode
+        ``"renumber"``: independent sets (e.g. different seeds), renumbered with provenance
+        columns; ``"slices"``: every slice of one sliced set, concatenated in slice order into
+        the single run's folder; ``"auto"`` (default): ``"slices"`` when every part is a slice
+        of one seed's set, else ``"renumber"``.
 
     Returns
     -------
     pyarrow.Table
-        The table written to ``out/stamps.parquet``: the parts' rows with ``galaxy_id`` (and
-        ``stamp_index``) set to the merged row index, plus ``part`` (int16), ``source_row`` and
-        ``source_galaxy_id``; schema metadata common to the parts, per-part seeds as JSON lists
-        and ``csst_photoz.merged_from``.
+        The table written to ``out/stamps.parquet``. ``"renumber"``: the parts' rows with
+        ``galaxy_id`` (and ``stamp_index``) set to the merged row index, plus ``part`` (int16),
+        ``source_row`` and ``source_galaxy_id``; schema metadata common to the parts, per-part
+        seeds as JSON lists and ``csst_photoz.merged_from``. ``"slices"``: the slices' rows
+        unchanged, with the single run's metadata.
 
     Raises
     ------
@@ -350,8 +456,11 @@ def merge_training_sets(
         ``out`` exists and ``overwrite`` is False.
     TrainingSetMergeError
         Parts that do not match (the message names the folder and the mismatch), a part that is
-        inconsistent in itself (table rows vs stamps), or ``out`` among the parts.
+        inconsistent in itself (table rows vs stamps), ``out`` among the parts, or (slices)
+        a missing, repeated or foreign slice.
     """
+    if mode not in ("auto", "slices", "renumber"):
+        raise ValueError(f"mode must be 'auto', 'slices' or 'renumber', not {mode!r}")
     folders = [Path(part) for part in parts]
     out = Path(out)
     if not folders:
@@ -369,11 +478,18 @@ def merge_training_sets(
 
     opened = [_open_part(folder) for folder in folders]
     _check_compatible(opened)
-    sources = [str(folder) for folder in resolved]
-    table = _merged_table(opened, sources)
-    attrs = _merge_common([part.attrs for part in opened], (SEED_ATTR,), STAMPS_STORE)
-    attrs[SEED_ATTR] = [part.attrs[SEED_ATTR] for part in opened]
-    attrs[MERGED_FROM_ATTR] = sources
+    if mode == "slices" or (mode == "auto" and _is_one_sliced_set(opened)):
+        opened = _in_slice_order(opened)
+        table = _concatenated_table(opened)
+        attrs = _merge_common([part.attrs for part in opened], (SLICE_ATTR,), STAMPS_STORE)
+    else:
+        sources = [str(part.folder.resolve()) for part in opened]
+        table = _merged_table(opened, sources)
+        attrs = _merge_common(
+            [part.attrs for part in opened], (SEED_ATTR, SLICE_ATTR), STAMPS_STORE
+        )
+        attrs[SEED_ATTR] = [part.attrs[SEED_ATTR] for part in opened]
+        attrs[MERGED_FROM_ATTR] = sources
 
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))

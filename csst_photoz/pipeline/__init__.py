@@ -5,7 +5,8 @@
 - :func:`finalize_catalog` -- per-tile partitions -> HATS catalogue (:mod:`.finalize`);
 - :func:`run_demo` -- simulate, run, finalise and evaluate a small field (:mod:`.demo`);
 - :func:`simulate_tiles`, :func:`simulate_stamps` -- distributed simulation;
-- :func:`connect` -- a Dask client: existing, by scheduler file or address, or a local cluster.
+- :func:`connect` -- a Dask client: existing, by scheduler file or address, or a local cluster;
+  :func:`slurm_runner_client`, :func:`slurm_cpu_cluster` -- Dask on SLURM (dask-jobqueue).
 
 Names are imported lazily, so that the command line does not load Dask before it needs it.
 """
@@ -27,6 +28,8 @@ __all__ = [
     "run_demo",
     "simulate_stamps",
     "simulate_tiles",
+    "slurm_cpu_cluster",
+    "slurm_runner_client",
 ]
 
 _SOURCES = {
@@ -42,6 +45,8 @@ _SOURCES = {
     "run_demo": "demo",
     "simulate_stamps": "training_stamps",
     "simulate_tiles": "simulate",
+    "slurm_cpu_cluster": "cluster",
+    "slurm_runner_client": "cluster",
 }
 
 __getattr__, __dir__ = lazy_attributes(__name__, _SOURCES, __all__)

@@ -1,15 +1,32 @@
-"""Getting a Dask client: an existing one, a scheduler address or file, or a local cluster."""
+"""Getting a Dask client: an existing one, a scheduler address or file, or a local cluster.
+
+On SLURM there are three routes (``jobs/README.md`` compares them):
+
+* ``jobs/pipeline.sbatch`` starts ``dask scheduler`` and ``srun``s the workers in one
+  allocation; the pipeline joins by ``--scheduler-file`` (:func:`connect`);
+* :func:`slurm_runner_client`: a Dask cluster made of the tasks of an existing allocation
+  (``srun -n N python script.py``; ``dask_jobqueue.slurm.SLURMRunner``);
+* :func:`slurm_cpu_cluster`: a pool of CPU worker *jobs* submitted from a login node or a
+  notebook (``dask_jobqueue.SLURMCluster``), e.g. for simulation; awkward for GPUs.
+
+dask-jobqueue is imported only by the two helpers that use it.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from distributed import Client, LocalCluster
 
-__all__ = ["connect", "gpus_visible"]
+if TYPE_CHECKING:
+    from dask_jobqueue import SLURMCluster
+
+__all__ = ["connect", "gpus_visible", "slurm_cpu_cluster", "slurm_runner_client"]
 
 
 def gpus_visible() -> int:
@@ -94,3 +111,124 @@ def connect(
     finally:
         local.close()
         cluster.close()
+
+
+@contextmanager
+def slurm_runner_client(
+    *,
+    scheduler_file: str | Path = "scheduler-{job_id}.json",
+    scheduler_options: Mapping[str, Any] | None = None,
+    worker_options: Mapping[str, Any] | None = None,
+    wait_timeout: float | None = 300.0,
+) -> Iterator[Client]:
+    """A client of a Dask cluster made of the tasks of the current SLURM job step.
+
+    Run a script with ``srun -n N python script.py`` (N >= 3) inside an allocation: every task
+    calls this function; task 0 becomes the scheduler and tasks 2.. the workers (their call
+    serves until the cluster shuts down, then the process exits), and task 1 runs the ``with``
+    block with a client once the ``N - 2`` workers have joined. Leaving the block shuts the
+    cluster down. This is ``dask_jobqueue.slurm.SLURMRunner`` (which installs a SIGINT handler
+    that exits the process when it is imported).
+
+    Parameters
+    ----------
+    scheduler_file
+        Where the scheduler writes its address, on storage every node sees; ``{job_id}`` is
+        replaced by ``SLURM_JOB_ID``.
+    scheduler_options, worker_options
+        Keyword arguments of ``distributed.Scheduler`` and ``distributed.Worker`` (e.g.
+        ``{"interface": "ib0"}``, ``{"nthreads": 1, "memory_limit": "8GB"}``).
+    wait_timeout
+        Seconds to wait for all workers (None: do not wait).
+
+    Raises
+    ------
+    RuntimeError
+        Outside a SLURM job step (no ``SLURM_PROCID``, ``SLURM_NTASKS``, ``SLURM_JOB_ID``), or
+        with fewer than three tasks.
+    """
+    from dask_jobqueue.slurm import SLURMRunner
+
+    with (
+        SLURMRunner(
+            scheduler_file=str(scheduler_file),
+            scheduler_options=dict(scheduler_options or {}),
+            worker_options=dict(worker_options or {}),
+        ) as runner,
+        Client(runner) as client,
+    ):
+        if wait_timeout is not None:
+            client.wait_for_workers(runner.n_workers, timeout=wait_timeout)
+        yield client
+
+
+def slurm_cpu_cluster(
+    *,
+    cores: int,
+    memory: str,
+    walltime: str = "01:00:00",
+    queue: str | None = None,
+    account: str | None = None,
+    interface: str | None = None,
+    lifetime: str | None = None,
+    lifetime_stagger: str = "2m",
+    log_directory: str | Path | None = None,
+    local_directory: str | None = None,
+    job_extra_directives: Sequence[str] = (),
+    job_script_prologue: Sequence[str] = (),
+    **kwargs: Any,
+) -> SLURMCluster:
+    """A pool of CPU worker jobs on SLURM (``dask_jobqueue.SLURMCluster``), not yet scaled.
+
+    Each job is one SLURM task with ``cores`` CPUs running ``cores`` single-threaded worker
+    processes (the simulation and photometry code is single-threaded). The scheduler runs in
+    this process; call ``cluster.scale(jobs=n)`` or ``cluster.adapt(maximum_jobs=n)`` and
+    ``Client(cluster)``, and close the cluster to cancel the jobs.
+
+    Parameters
+    ----------
+    cores, memory
+        CPUs and memory of one job (``"16GB"``), shared by its worker processes.
+    walltime, queue, account
+        ``#SBATCH -t``, ``-p``, ``-A``.
+    interface
+        Network interface of the scheduler and workers (``"ib0"``); default: dask's choice.
+    lifetime, lifetime_stagger
+        Workers retire gracefully after ``lifetime`` (``"55m"`` for a one-hour walltime), give or
+        take the stagger, so that their tasks move elsewhere before SLURM kills the job; with
+        ``adapt`` new jobs replace them.
+    log_directory
+        Where the worker jobs' output goes (default: the current directory).
+    local_directory
+        Node-local scratch of the workers (default ``$TMPDIR`` on the node, else ``/tmp``).
+    job_extra_directives, job_script_prologue
+        More ``#SBATCH`` options (e.g. ``["--gpus-per-node=0"]``) and shell lines run before
+        the workers (``module load``, ``source venv/bin/activate``).
+    **kwargs
+        Any other ``SLURMCluster`` argument.
+
+    Returns
+    -------
+    dask_jobqueue.SLURMCluster
+    """
+    from dask_jobqueue import SLURMCluster
+
+    extra = list(kwargs.pop("worker_extra_args", []))
+    if lifetime is not None:
+        extra += ["--lifetime", lifetime, "--lifetime-stagger", lifetime_stagger]
+    return SLURMCluster(
+        cores=cores,
+        processes=cores,
+        memory=memory,
+        walltime=walltime,
+        queue=queue,
+        account=account,
+        interface=interface,
+        python=kwargs.pop("python", sys.executable),
+        local_directory=local_directory or "${TMPDIR:-/tmp}",
+        log_directory=None if log_directory is None else str(log_directory),
+        worker_extra_args=extra,
+        job_extra_directives=list(job_extra_directives),
+        job_script_prologue=list(job_script_prologue),
+        **kwargs,
+    )
