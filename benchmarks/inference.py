@@ -101,7 +101,6 @@ for _name in THREAD_VARIABLES:
     os.environ[_name] = str(max(_THREADS, 1))
 
 import contextlib  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -110,6 +109,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _results import write_results  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import csst_photoz  # noqa: E402
@@ -608,11 +608,7 @@ def main(argv: list[str] | None = None) -> None:
         "stamps": stamps,
         "load_average_at_end": list(os.getloadavg()),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"inference_{args.device}.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = _markdown(result)
-    (args.out / f"inference_{args.device}.md").write_text(markdown)
-    print(markdown)
+    write_results(args.out, f"inference_{args.device}", result, _markdown(result))
 
 
 if __name__ == "__main__":

@@ -72,7 +72,6 @@ _THREADS = _parser().parse_known_args()[0].threads if __name__ == "__main__" els
 for _name in THREAD_VARIABLES:
     os.environ[_name] = str(max(_THREADS, 1))
 
-import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
@@ -83,6 +82,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+from _results import write_results  # noqa: E402
 
 import csst_photoz  # noqa: E402
 from csst_photoz.io.run_store import RunStore, file_sha256  # noqa: E402
@@ -444,11 +444,7 @@ def main(argv: list[str] | None = None) -> None:
         **measured,
         "load_average_at_end": list(os.getloadavg()),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "parquet_write.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = _markdown(result)
-    (args.out / "parquet_write.md").write_text(markdown)
-    print(markdown)
+    write_results(args.out, "parquet_write", result, _markdown(result))
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import photutils  # noqa: E402
 import sep  # noqa: E402
+from _results import write_results  # noqa: E402
 from photutils.aperture import (  # noqa: E402
     CircularAperture,
     EllipticalAperture,
@@ -659,11 +660,7 @@ def main(argv: list[str] | None = None) -> None:
         },
         "load_average_at_end": list(os.getloadavg()),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"photometry_{args.device}.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = _markdown(result)
-    (args.out / f"photometry_{args.device}.md").write_text(markdown)
-    print(markdown)
+    write_results(args.out, f"photometry_{args.device}", result, _markdown(result))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
@@ -42,6 +41,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _results import write_results  # noqa: E402
 
 import csst_photoz  # noqa: E402
 from csst_photoz.instrument import Instrument  # noqa: E402
@@ -264,12 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     result = measure(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"pipeline_{args.device}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    markdown = to_markdown(result)
-    stem.with_suffix(".md").write_text(markdown)
-    print(markdown)
+    write_results(args.out, f"pipeline_{args.device}", result, to_markdown(result))
 
 
 if __name__ == "__main__":

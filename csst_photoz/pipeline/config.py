@@ -15,12 +15,12 @@ of a TOML file (with a ``[pipeline.photometry]`` sub-table)::
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..config_files import read_toml_table
 from ..photometry import PhotometryConfig
 
 __all__ = ["PipelineConfig", "load_pipeline_config"]
@@ -85,18 +85,7 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
         Invalid TOML, no ``[pipeline]`` table, unknown keys or invalid values (naming the file).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pipeline configuration not found: {path}")
-    try:
-        document = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path}: invalid TOML: {error}") from None
-    unknown = sorted(set(document) - {"pipeline"})
-    if unknown:
-        raise ValueError(f"{path}: unknown top-level key(s) {unknown}; expected a [pipeline] table")
-    table = document.get("pipeline")
-    if not isinstance(table, dict):
-        raise ValueError(f"{path}: no [pipeline] table")
+    table = read_toml_table(path, "pipeline", what="pipeline")
     try:
         return PipelineConfig.model_validate(table)
     except ValidationError as error:

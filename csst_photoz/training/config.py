@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..config_files import read_toml_table
 
 __all__ = [
     "KINDS",
@@ -283,19 +284,7 @@ def load_config(path: str | Path) -> TrainingConfig:
         message names the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training configuration not found: {path}")
-    try:
-        document = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path}: invalid TOML: {error}") from None
-    unknown = sorted(set(document) - {"training"})
-    if unknown:
-        raise ValueError(f"{path}: unknown top-level key(s) {unknown}; expected a [training] table")
-    table = document.get("training")
-    if not isinstance(table, dict):
-        raise ValueError(f"{path}: no [training] table")
-    table = dict(table)
+    table = read_toml_table(path, "training", what="training")
     for name in ("mlp_checkpoint", "cnn_checkpoint"):
         if isinstance(table.get(name), str) and not Path(table[name]).is_absolute():
             table[name] = str(path.parent / table[name])
