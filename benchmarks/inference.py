@@ -109,7 +109,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _results import write_results  # noqa: E402
+from _results import cpu_model, write_results  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import csst_photoz  # noqa: E402
@@ -196,16 +196,6 @@ def _latency_summary(seconds: list[float], batch: int) -> dict[str, Any]:
     }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _cpu_bf16_flags() -> list[str]:
     """The CPU's bfloat16 instruction-set flags (native bf16 dot products), if any."""
     try:
@@ -230,7 +220,7 @@ def _gpu_peak(name: str, fp32: float | None, bf16: float | None) -> dict[str, An
 def _environment(device: str, threads: int) -> dict[str, Any]:
     environment: dict[str, Any] = {
         "device": device,
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu_bf16_flags": _cpu_bf16_flags(),

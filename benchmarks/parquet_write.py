@@ -82,7 +82,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-from _results import write_results  # noqa: E402
+from _results import cpu_model, write_results  # noqa: E402
 
 import csst_photoz  # noqa: E402
 from csst_photoz.io.run_store import RunStore, file_sha256  # noqa: E402
@@ -121,16 +121,6 @@ def _interleaved(
     }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _filesystem(path: Path) -> str | None:
     """The filesystem type of the mount holding ``path`` (from /proc/mounts), if known."""
     try:
@@ -148,7 +138,7 @@ def _filesystem(path: Path) -> str | None:
 
 def _environment(threads: int) -> dict[str, Any]:
     return {
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "threads": {name: os.environ.get(name) for name in THREAD_VARIABLES},

@@ -68,7 +68,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import photutils  # noqa: E402
 import sep  # noqa: E402
-from _results import write_results  # noqa: E402
+from _results import cpu_model, write_results  # noqa: E402
 from photutils.aperture import (  # noqa: E402
     CircularAperture,
     EllipticalAperture,
@@ -133,16 +133,6 @@ def _timed(function: Callable[[], Any], repeats: int, sync: Callable[[], None]) 
     return {"median_s": statistics.median(seconds), "all_s": seconds}
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _environment(xp: ModuleType, device: str) -> dict:
     import galsim
     import scipy
@@ -158,7 +148,7 @@ def _environment(xp: ModuleType, device: str) -> dict:
     }
     environment = {
         "device": device,
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "threads": {name: os.environ.get(name) for name in THREAD_VARIABLES},
