@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +32,7 @@ from torch import Tensor
 
 import csst_photoz
 
+from ..io.atomic import atomic_destination
 from . import cnn as _cnn  # noqa: F401  (registers the architectures)
 from . import hybrid as _hybrid  # noqa: F401
 from . import mlp as _mlp  # noqa: F401
@@ -143,20 +143,13 @@ def save_model(
     }
     text = json.dumps(metadata, sort_keys=True, allow_nan=True)
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
+    with atomic_destination(target) as temporary:
         if file_format == "safetensors":
             from safetensors.torch import save_file
 
-            save_file(tensors, temporary, metadata={_METADATA_KEY: text})
+            save_file(tensors, str(temporary), metadata={_METADATA_KEY: text})
         else:
             torch.save({_METADATA_KEY: text, "tensors": tensors}, temporary)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return target
 
 

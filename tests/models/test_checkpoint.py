@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -177,3 +179,11 @@ class _Sneaky:
     def _trigger():
         _Sneaky.called = True
         return None
+
+
+def test_saved_files_are_readable_by_others_under_the_umask(saved_mlp):
+    _, path = saved_mlp
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
