@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_destination"]
+__all__ = ["atomic_destination", "with_default_mode"]
 
 
 def _process_umask() -> int:
@@ -17,8 +17,29 @@ def _process_umask() -> int:
     return mask
 
 
-# files get the permissions a plain open() would give them (mkstemp makes them private)
-_FILE_MODE = 0o666 & ~_process_umask()
+# files and folders get the permissions a plain open() / mkdir() would give them (mkstemp and
+# mkdtemp make them private, which would hide catalogues and tiles from other users)
+_UMASK = _process_umask()
+_FILE_MODE = 0o666 & ~_UMASK
+_FOLDER_MODE = 0o777 & ~_UMASK
+
+
+def with_default_mode(path: str | os.PathLike[str]) -> Path:
+    """Give a temporary file or folder the permissions of a plain ``open`` / ``mkdir``.
+
+    Parameters
+    ----------
+    path
+        A file or folder made by ``tempfile.mkstemp`` / ``mkdtemp`` (private by default).
+
+    Returns
+    -------
+    pathlib.Path
+        The path.
+    """
+    path = Path(path)
+    path.chmod(_FOLDER_MODE if path.is_dir() else _FILE_MODE)
+    return path
 
 
 @contextmanager
@@ -46,7 +67,7 @@ def atomic_destination(path: str | os.PathLike[str]) -> Iterator[Path]:
         prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
     )
     os.close(handle)
-    os.chmod(temporary, _FILE_MODE)
+    with_default_mode(temporary)
     try:
         yield Path(temporary)
         os.replace(temporary, target)

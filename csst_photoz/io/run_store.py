@@ -34,7 +34,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import atomic_destination
+from .atomic import atomic_destination, with_default_mode
 
 __all__ = [
     "RunStore",
@@ -165,6 +165,7 @@ class RunStore:
         # the claim appears complete or not at all: written under a private name, then linked
         # to the claim's name (a hard link fails, atomically, when the name exists)
         handle, staged = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with_default_mode(staged)
         try:
             with os.fdopen(handle, "w") as stream:
                 stream.write(source)

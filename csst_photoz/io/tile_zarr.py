@@ -31,6 +31,7 @@ import zarr
 from numpy.typing import NDArray
 
 from ..tile import MaskBit, Tile
+from .atomic import with_default_mode
 
 __all__ = [
     "FORMAT",
@@ -104,7 +105,7 @@ class TileZarrWriter:
         self.path = Path(path)
         self.shape = tuple(int(n) for n in shape)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(
+        self.staging = with_default_mode(
             tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         )
         try:

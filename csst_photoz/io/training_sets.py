@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 import zarr
 from tqdm.auto import tqdm
 
+from .atomic import with_default_mode
 from .parquet import read_parquet_table
 
 __all__ = [
@@ -384,12 +385,6 @@ def _copy_stamps(parts: Sequence[_Part], group: zarr.Group, *, progress: bool) -
             bar.update(stop - start)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _move_into_place(temporary: Path, out: Path, *, overwrite: bool) -> None:
     """Rename ``temporary`` to ``out``; an existing ``out`` (overwrite) is removed after."""
     if not (out.exists() or out.is_symlink()):
@@ -498,7 +493,7 @@ def merge_training_sets(
         group.attrs.update(attrs)
         _copy_stamps(opened, group, progress=progress)
         pq.write_table(table, temporary / TABLE_FILE)
-        temporary.chmod(0o777 & ~_umask())  # mkdtemp makes it private
+        with_default_mode(temporary)  # mkdtemp makes it private
         _move_into_place(temporary, out, overwrite=overwrite)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,10 @@ def test_streamed_bands_store_every_chunk(tmp_path):
     for name in ("image", "variance", "mask"):
         array = zarr.open_array(path / name)
         assert array.nchunks_initialized == array.nchunks == 7
+
+
+def test_the_store_is_readable_by_others_under_the_umask(stored):
+    _, path = stored
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o777 & ~mask
