@@ -1,11 +1,30 @@
-"""What the benchmark scripts share: the CPU's name, and writing JSON + Markdown results."""
+"""What the benchmark scripts share: thread pinning, the CPU's name, JSON + Markdown results.
+
+It imports nothing numerical, so a script can pin its thread pools with it before NumPy loads.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 from typing import Any
+
+#: Environment variables that size the OpenMP / BLAS thread pools.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
+
+def pin_threads(n: int) -> None:
+    """Size every numerical thread pool to ``n`` (call before NumPy, torch or pyarrow load)."""
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(max(int(n), 1))
 
 
 def cpu_model() -> str:

@@ -41,14 +41,9 @@ import os
 import sys
 from pathlib import Path
 
+from _results import THREAD_VARIABLES, cpu_model, pin_threads, write_results
+
 RESULTS = Path(__file__).parent / "results"
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-)
 JITTER = 1e-3
 
 
@@ -69,8 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
 # pin the thread pools before anything imports NumPy or pyarrow (when run as a script)
 _THREADS = _parser().parse_known_args()[0].threads if __name__ == "__main__" else 1
-for _name in THREAD_VARIABLES:
-    os.environ[_name] = str(max(_THREADS, 1))
+pin_threads(_THREADS)
 
 import platform  # noqa: E402
 import statistics  # noqa: E402
@@ -82,7 +76,6 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-from _results import cpu_model, write_results  # noqa: E402
 
 import csst_photoz  # noqa: E402
 from csst_photoz.io.run_store import RunStore, file_sha256  # noqa: E402

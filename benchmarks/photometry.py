@@ -42,16 +42,10 @@ from __future__ import annotations
 
 import os
 
+from _results import THREAD_VARIABLES, cpu_model, pin_threads, write_results
+
 # one thread for every numerical library, before anything imports NumPy (sep is single-threaded)
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-)
-for _name in THREAD_VARIABLES:
-    os.environ[_name] = "1"
+pin_threads(1)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -68,7 +62,6 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import photutils  # noqa: E402
 import sep  # noqa: E402
-from _results import cpu_model, write_results  # noqa: E402
 from photutils.aperture import (  # noqa: E402
     CircularAperture,
     EllipticalAperture,

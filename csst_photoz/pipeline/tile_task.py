@@ -39,7 +39,14 @@ from ..io.tile_zarr import TileFormatError
 from ..photometry import measure_tile
 from .config import PipelineConfig
 
-__all__ = ["CheckpointRef", "TileJob", "TileResult", "prepare_worker", "process_tile"]
+__all__ = [
+    "CheckpointRef",
+    "TileJob",
+    "TileResult",
+    "prepare_worker",
+    "process_tile",
+    "worker_device",
+]
 
 
 @dataclass(frozen=True)
@@ -152,16 +159,16 @@ class _StageClock:
         self.xp = xp
         self.seconds: dict[str, float] = {}
 
-    def _sync(self) -> None:
+    def sync(self) -> None:
         if self.xp is not np:
             self.xp.cuda.get_current_stream().synchronize()
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        self._sync()
+        self.sync()
         start = time.perf_counter()
         yield
-        self._sync()
+        self.sync()
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
@@ -217,10 +224,10 @@ def _measure_and_infer(
 
     def cut(rows: np.ndarray) -> Any:
         nonlocal stamp_seconds
-        clock._sync()
+        clock.sync()
         start = time.perf_counter()
         stamps, _ = photometry.stamps(rows, seed=config.stamp_seed)
-        clock._sync()
+        clock.sync()
         stamp_seconds += time.perf_counter() - start
         return stamps
 
