@@ -53,7 +53,8 @@ def estimate_background(
     filter_size: int = 3,
     clip_sigma: float = 3.0,
     clip_iterations: int = 5,
-) -> tuple[Any, Any]:
+    with_rms: bool = True,
+) -> tuple[Any, Any | None]:
     """Background and background-rms maps of an image or a stack of band images.
 
     Parameters
@@ -72,6 +73,9 @@ def estimate_background(
         Clipping half-width in units of the box's standard deviation (> 0).
     clip_iterations
         Number of clipping rounds (>= 0; 0 = plain statistics of all valid pixels).
+    with_rms
+        Also interpolate the rms map (False: ``rms`` is None, which saves a full-size pass when
+        only the level is needed).
 
     Returns
     -------
@@ -125,10 +129,11 @@ def estimate_background(
     mesh = _median_filter(xp, mesh, filter_size)
     weights_y = xp.asarray(_spline_weights(height, box_size))
     weights_x = xp.asarray(_spline_weights(width, box_size))
-    maps = xp.matmul(xp.matmul(weights_y, mesh), weights_x.T)
-    background, rms = maps[0], maps[1]
+    maps = xp.matmul(xp.matmul(weights_y, mesh if with_rms else mesh[:1]), weights_x.T)
+    background, rms = maps[0], (maps[1] if with_rms else None)
     if image.ndim == 2:
-        background, rms = background[0], rms[0]
+        background = background[0]
+        rms = None if rms is None else rms[0]
     return background, rms
 
 
@@ -166,8 +171,10 @@ def _box_statistics(
     blocks = _boxes(xp, values, edges_y, edges_x)
     del values
     blocks.sort(axis=-1)
-    valid = blocks < xp.inf
-    n_valid = valid.sum(axis=-1)
+    # invalid pixels sort last, as +inf
+    n_valid = _count_below(
+        xp, blocks, xp.full(blocks.shape[:-1], blocks.shape[-1]), xp.inf, inclusive=False
+    )
     # work relative to each box's median, so that float32 sums stay accurate
     centre = _sorted_median(xp, blocks, xp.zeros_like(n_valid), n_valid)
     blocks -= centre[..., None]
@@ -175,7 +182,8 @@ def _box_statistics(
     std = 0.5 * (_quantile(xp, blocks, n_valid, 0.8413) - _quantile(xp, blocks, n_valid, 0.1587))
     # prefix sums of the sorted values: any clipping interval's sums in O(1) per box
     # float32 is enough: the values are relative to the box median (sums of O(sqrt(n)) size)
-    finite = xp.where(valid, blocks, xp.float32(0))
+    all_valid = bool((n_valid == blocks.shape[-1]).all())
+    finite = blocks if all_valid else xp.where(blocks < xp.inf, blocks, xp.float32(0))
     sums = _StridedPrefix(xp, finite)
     squares = _StridedPrefix(xp, finite * finite)
     del finite
@@ -184,8 +192,8 @@ def _box_statistics(
         mean, median, std = _interval_stats(xp, blocks, sums, squares, low, n_valid)
     for _ in range(iterations):
         # the values within clip_sigma x std of the median: a contiguous run [low, high)
-        low = (blocks < (median - clip_sigma * std)[..., None]).sum(axis=-1)
-        high = (blocks <= (median + clip_sigma * std)[..., None]).sum(axis=-1)
+        low = _count_below(xp, blocks, n_valid, median - clip_sigma * std, inclusive=False)
+        high = _count_below(xp, blocks, n_valid, median + clip_sigma * std, inclusive=True)
         mean, median, std = _interval_stats(xp, blocks, sums, squares, low, high)
         std = std / _truncation_factor(clip_sigma)
     crowded = xp.abs(mean - median) >= MODE_CROWDING_LIMIT * std
@@ -207,6 +215,25 @@ def _boxes(xp: Any, values: Any, edges_y: np.ndarray, edges_x: np.ndarray) -> An
     index_y, index_x = _box_index(edges_y), _box_index(edges_x)
     blocks = values[:, xp.asarray(index_y)[:, None, :, None], xp.asarray(index_x)[None, :, None, :]]
     return blocks.reshape(*blocks.shape[:3], -1)
+
+
+def _count_below(xp: Any, values: Any, count: Any, limit: Any, *, inclusive: bool) -> Any:
+    """How many of the first ``count`` entries of each sorted row are < (or <=) ``limit``.
+
+    A binary search run on all rows at once: ``log2(row length)`` steps, each a gather of one
+    entry per row, instead of comparing every entry of every row.
+    """
+    low = xp.zeros_like(count)
+    high = count.copy()
+    limit = xp.asarray(limit, dtype=values.dtype)[..., None]
+    for _ in range(max(1, int(values.shape[-1]).bit_length())):
+        middle = (low + high) // 2
+        probe = xp.take_along_axis(values, xp.minimum(middle, values.shape[-1] - 1)[..., None], -1)
+        below = (probe <= limit) if inclusive else (probe < limit)
+        below = below[..., 0] & (low < high)
+        low = xp.where(below, middle + 1, low)
+        high = xp.where(below | (low >= high), high, middle)
+    return low
 
 
 def _box_index(edges: np.ndarray) -> np.ndarray:
@@ -238,12 +265,15 @@ class _StridedPrefix:
     def upto(self, h: Any) -> Any:
         """Sum of the first ``h`` entries (``h`` an integer array of the leading shape)."""
         xp = self.xp
-        row = xp.minimum(h // self.stride, self.rows.shape[-2] - 1)
-        rest = h - row * self.stride  # in 0..stride
-        full = xp.take_along_axis(self.coarse, row[..., None], axis=-1)[..., 0]
-        partial_row = xp.take_along_axis(self.rows, row[..., None, None], axis=-2)[..., 0, :]
-        inside = xp.arange(self.stride) < rest[..., None]
-        return full + xp.where(inside, partial_row, 0).sum(axis=-1)
+        n_rows = self.rows.shape[-2]
+        row = xp.minimum(h // self.stride, n_rows - 1).ravel()
+        rest = h.ravel() - row * self.stride  # in 0..stride
+        # flat gathers: far cheaper than take_along_axis' broadcast fancy indexing
+        box = xp.arange(row.shape[0])
+        full = self.coarse.reshape(-1)[box * (n_rows + 1) + row]
+        partial_row = self.rows.reshape(-1, self.stride)[box * n_rows + row]
+        inside = xp.arange(self.stride) < rest[:, None]
+        return (full + xp.where(inside, partial_row, 0).sum(axis=-1)).reshape(h.shape)
 
 
 def _interval_stats(

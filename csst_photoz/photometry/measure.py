@@ -224,6 +224,7 @@ def measure_sources(
                 mask=None if all_valid else ~valid[k],
                 box_size=config.background_box,
                 filter_size=config.background_filter,
+                with_rms=False,
             )
             xp.subtract(images[k], background, out=subtracted[k])
             if not all_valid:

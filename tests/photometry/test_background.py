@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 import sep
 
-from csst_photoz.photometry.background import estimate_background, subtract_background
+from csst_photoz.photometry.background import (
+    _count_below,
+    estimate_background,
+    subtract_background,
+)
 
 NOISE = 10.0
 
@@ -138,6 +142,36 @@ def test_clipping_rejects_sources():
     _, rms_raw = estimate_background(image, clip_iterations=0)
     assert np.median(rms_clipped) / NOISE == pytest.approx(1.0, abs=0.04)  # measured 1.018-1.021
     assert np.median(rms_raw) > 1.5 * NOISE  # measured 2.7-3.0
+
+
+@pytest.mark.parametrize("inclusive", [False, True])
+@pytest.mark.parametrize("length", [1, 7, 64, 100])
+def test_batched_binary_search_counts_like_a_comparison(inclusive, length):
+    """The clipping bounds come from a binary search on sorted rows: equal to direct counting,
+    with ties, +inf padding (invalid pixels) and limits beyond either end."""
+    rng = np.random.default_rng(length)
+    values = rng.normal(size=(3, 4, 5, length)).astype(np.float32)
+    values[1] = np.round(values[1])  # ties
+    values[2, :, :, length // 2 :] = np.inf  # invalid pixels sort last
+    values.sort(axis=-1)
+    count = (values < np.inf).sum(axis=-1)
+    for scale in (0.5, 1.0, 5.0):
+        limit = (scale * rng.normal(size=values.shape[:-1])).astype(np.float32)
+        limit[1, 0] = 0.0  # exactly on the ties
+        got = _count_below(np, values, count, limit, inclusive=inclusive)
+        expected = ((values <= limit[..., None]) if inclusive else (values < limit[..., None])).sum(
+            axis=-1
+        )
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_level_only_equals_the_full_estimate():
+    image = noisy(100.0, (2, 200, 150), seed=11)
+    background, rms = estimate_background(image, box_size=32)
+    level, no_rms = estimate_background(image, box_size=32, with_rms=False)
+    assert no_rms is None
+    np.testing.assert_array_equal(level, background)
+    assert estimate_background(image[0], box_size=32, with_rms=False)[0].shape == (200, 150)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
