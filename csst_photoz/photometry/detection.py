@@ -187,18 +187,24 @@ def _matched_filter(xp: ModuleType, ndi: ModuleType, image, variance, bad, kerne
     num = ndi.correlate(image, kernel, mode="constant", cval=0.0)
     den = ndi.correlate(variance, kernel**2, mode="constant", cval=0.0)
     good = ~bad & (den > 0)
-    snr = xp.where(good, num / xp.sqrt(xp.where(good, den, 1.0)), 0.0)
-    return num / float(xp.abs(kernel).sum()), snr
+    # snr = num / sqrt(den) where good, else 0; in place: no full-size temporaries
+    snr = xp.where(good, den, 1.0)
+    xp.sqrt(snr, out=snr)
+    xp.divide(num, snr, out=snr)
+    snr[~good] = 0.0
+    num /= float(xp.abs(kernel).sum())
+    return num, snr
 
 
 def _footprints(xp: ModuleType, ndi: ModuleType, detected, min_area: int):
     """Flat indices of the pixels of footprints of >= min_area pixels, and their footprint."""
     labels, _ = ndi.label(detected, structure=xp.ones((3, 3), dtype=bool))
-    labels = labels.ravel()
-    keep = xp.bincount(labels) >= min_area
-    keep[0] = False
-    pix = xp.nonzero(keep[labels])[0]
-    return pix, xp.unique(labels[pix], return_inverse=True)[1].ravel()
+    above = xp.flatnonzero(detected)  # work on the detected pixels only, not the whole image
+    label = labels.ravel()[above]
+    keep = xp.bincount(label) >= min_area
+    number = xp.cumsum(keep) - 1  # kept labels renumbered 0, 1, ... in label order
+    big = keep[label]
+    return above[big], number[label[big]]
 
 
 def _neighbour(xp: ModuleType, grid, dy: int, dx: int):
@@ -418,7 +424,8 @@ def _measure(xp, ndi, image, snr, bad, grid, f, core, sources, footprint):
     a, b, theta = _shape(xp, sums, mx, my)
     edge = (px == 0) | (py == 0) | (px == shape[1] - 1) | (py == shape[0] - 1)
     pix = py * shape[1] + px
-    edge |= ndi.maximum_filter(bad.astype(xp.uint8), size=3).ravel()[pix] > 0
+    if bool(bad.any()):  # a footprint pixel next to (or on) an unusable pixel
+        edge |= _touches(xp, bad, py, px)
     truncated = xp.bincount(src, weights=edge.astype(xp.float64), minlength=n) > 0
     blended = xp.bincount(footprint[peak])[footprint[peak]] > 1
     flags = xp.where(blended, int(SourceFlag.BLENDED), 0) | xp.where(
@@ -439,6 +446,18 @@ def _measure(xp, ndi, image, snr, bad, grid, f, core, sources, footprint):
         peak_snr=snr[_argmax_by_group(xp, src, _ranks(xp, snr))[1]],
         flags=flags.astype(xp.int32),
     )
+
+
+def _touches(xp: ModuleType, bad, py, px):
+    """Whether each pixel (py, px) is, or has an 8-connected neighbour that is, ``bad``."""
+    ny, nx = bad.shape
+    flat = bad.ravel()
+    hit = flat[py * nx + px]
+    for dy, dx in _EIGHT:
+        y, x = py + dy, px + dx
+        inside = (y >= 0) & (y < ny) & (x >= 0) & (x < nx)
+        hit |= inside & flat[xp.where(inside, y * nx + x, 0)]
+    return hit
 
 
 def _empty(xp: ModuleType, shape) -> Detections:
