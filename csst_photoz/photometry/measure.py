@@ -233,8 +233,7 @@ def measure_sources(
     background_rms = _background_rms(variances, valid, xp)
 
     index = [bands.index(band) for band in config.detection_bands]
-    detection = images[index].sum(axis=0)
-    detection_var = variances[index].sum(axis=0)
+    detection, detection_var = _plane_sum(images, index, xp), _plane_sum(variances, index, xp)
     detection_valid = valid[index].all(axis=0)
     found = detect_sources(
         detection,
@@ -324,6 +323,14 @@ def measure_sources(
         images=images,
         valid=valid,
     )
+
+
+def _plane_sum(stack: Any, index: Sequence[int], xp: Any) -> Any:
+    """Sum of the planes ``stack[index]``, accumulated in place (no copy of the planes)."""
+    total = stack[index[0]].copy()
+    for k in index[1:]:
+        xp.add(total, stack[k], out=total)
+    return total
 
 
 def _background_rms(variances: Any, valid: Any, xp: Any) -> Any:

@@ -45,10 +45,16 @@ def _sector_or_chord(px: Any, py: Any, qx: Any, qy: Any, xp: Any) -> Any:
     s2 = xp.where(crosses, xp.clip((-half_b + root) / a_safe, 0.0, 1.0), 1.0)
     ax, ay = px + s1 * dx, py + s1 * dy
     bx, by = px + s2 * dx, py + s2 * dy
-    sector_in = xp.arctan2(px * ay - py * ax, px * ax + py * ay)
+    # the two sectors, angle(P -> A) + angle(B -> Q), with one arctan2: the argument of the
+    # product conj(P) A conj(B) Q. Both runs lie outside the circle, which holds the origin, so
+    # each angle has the sign of P x Q and their sum stays inside (-pi, pi).
+    cross_in, dot_in = px * ay - py * ax, px * ax + py * ay
+    cross_out, dot_out = bx * qy - by * qx, bx * qx + by * qy
+    sectors = xp.arctan2(
+        dot_in * cross_out + cross_in * dot_out, dot_in * dot_out - cross_in * cross_out
+    )
     chord = ax * by - ay * bx
-    sector_out = xp.arctan2(bx * qy - by * qx, bx * qx + by * qy)
-    return 0.5 * (sector_in + chord + sector_out)
+    return 0.5 * (sectors + chord)
 
 
 def exact_ellipse_overlap(dx: Any, dy: Any, semi_a: Any, semi_b: Any, theta: Any) -> Any:
