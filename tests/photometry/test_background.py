@@ -167,7 +167,7 @@ def test_batched_binary_search_counts_like_a_comparison(inclusive, length):
 
 def test_level_only_equals_the_full_estimate():
     image = noisy(100.0, (2, 200, 150), seed=11)
-    background, rms = estimate_background(image, box_size=32)
+    background, _ = estimate_background(image, box_size=32)
     level, no_rms = estimate_background(image, box_size=32, with_rms=False)
     assert no_rms is None
     np.testing.assert_array_equal(level, background)
