@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: thread pinning, the CPU's name, JSON + Markdown results.
+"""What the benchmark scripts share: thread pinning, the CPU's name, the device's array module,
+median timings and JSON + Markdown results.
 
 It imports nothing numerical, so a script can pin its thread pools with it before NumPy loads.
 """
@@ -8,7 +9,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 #: Environment variables that size the OpenMP / BLAS thread pools.
@@ -44,3 +49,46 @@ def write_results(out: Path, stem: str, result: dict[str, Any], markdown: str) -
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / f"{stem}.md").write_text(markdown)
     print(markdown)
+
+
+def array_module_for(device: str) -> ModuleType:
+    """NumPy for ``"cpu"``; CuPy for ``"gpu"``, or exit with the reason it cannot be used."""
+    import numpy as np
+
+    if device == "cpu":
+        return np
+    try:
+        import cupy
+    except ImportError as error:
+        raise SystemExit(
+            f"--device gpu needs CuPy (pip install 'csst-photoz[gpu]'): {error}"
+        ) from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as error:
+        raise SystemExit(f"--device gpu: CuPy finds no usable CUDA device: {error}") from None
+    if count < 1:
+        raise SystemExit("--device gpu: CuPy finds no CUDA device")
+    return cupy
+
+
+def synchroniser(xp: ModuleType) -> Callable[[], None]:
+    """A function that waits for the array module's device (a no-op for NumPy)."""
+    if xp.__name__ == "numpy":
+        return lambda: None
+    return lambda: xp.cuda.Device().synchronize()
+
+
+def median_time(function: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> dict:
+    """Median wall time of ``repeats`` calls after one untimed warm-up call, the device
+    synchronised before and after each timed call."""
+    function()
+    sync()
+    seconds = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        function()
+        sync()
+        seconds.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(seconds), "all_s": seconds}

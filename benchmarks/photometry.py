@@ -42,7 +42,15 @@ from __future__ import annotations
 
 import os
 
-from _results import THREAD_VARIABLES, cpu_model, pin_threads, write_results
+from _results import (
+    THREAD_VARIABLES,
+    array_module_for,
+    cpu_model,
+    median_time,
+    pin_threads,
+    synchroniser,
+    write_results,
+)
 
 # one thread for every numerical library, before anything imports NumPy (sep is single-threaded)
 pin_threads(1)
@@ -86,44 +94,6 @@ FULL_TILE = (9216, 9232)
 
 
 # --------------------------------------------------------------------------- machinery
-
-
-def _array_module(device: str) -> ModuleType:
-    if device == "cpu":
-        return np
-    try:
-        import cupy
-    except ImportError as error:
-        raise SystemExit(
-            f"--device gpu needs CuPy (pip install 'csst-photoz[gpu]'): {error}"
-        ) from None
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError as error:
-        raise SystemExit(f"--device gpu: CuPy finds no usable CUDA device: {error}") from None
-    if count < 1:
-        raise SystemExit("--device gpu: CuPy finds no CUDA device")
-    return cupy
-
-
-def _synchronise(xp: ModuleType) -> Callable[[], None]:
-    if xp is np:
-        return lambda: None
-    return lambda: xp.cuda.Device().synchronize()
-
-
-def _timed(function: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> dict:
-    """Median wall time of ``repeats`` calls after one untimed warm-up call."""
-    function()
-    sync()
-    seconds = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        function()
-        sync()
-        seconds.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(seconds), "all_s": seconds}
 
 
 def _environment(xp: ModuleType, device: str) -> dict:
@@ -412,7 +382,7 @@ def _our_stages(
         for name, function in original.items():
             setattr(measure_module, name, function)
     stages = {name: statistics.median(s.get(name, 0.0) for s in samples) for name in samples[0]}
-    stages["photometry_table (to host, Arrow)"] = _timed(
+    stages["photometry_table (to host, Arrow)"] = median_time(
         lambda: photometry_table(measurements, tile, config), repeats, sync
     )["median_s"]
     return stages, counts
@@ -523,8 +493,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.size < 64 or args.repeats < 1 or args.photutils_sources < 1 or args.stamp_batch < 1:
         parser.error("need --size >= 64 and positive --repeats, --photutils-sources, --stamp-batch")
 
-    xp = _array_module(args.device)
-    sync = _synchronise(xp)
+    xp = array_module_for(args.device)
+    sync = synchroniser(xp)
     environment = _environment(xp, args.device)
     warnings.filterwarnings("ignore", module="photutils")
 
@@ -544,7 +514,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, (function, n) in _aperture_runners(
         tile.image, tile.variance, reference, radii_pix, xp, args.photutils_sources
     ).items():
-        timing = _timed(function, args.repeats, sync if name.startswith("ours") else lambda: None)
+        timing = median_time(
+            function, args.repeats, sync if name.startswith("ours") else lambda: None
+        )
         rows[name] = {
             "sources": n,
             **timing,
@@ -560,7 +532,7 @@ def main(argv: list[str] | None = None) -> None:
     agreement = _agreement(tile.image, tile.variance, reference, radii_pix, xp)
 
     # (b) full tile
-    ours_tile = _timed(lambda: measure_tile(tile, config=config, xp=xp), args.repeats, sync)
+    ours_tile = median_time(lambda: measure_tile(tile, config=config, xp=xp), args.repeats, sync)
     result_tile = measure_tile(tile, config=config, xp=xp)
     n_ours = result_tile.table.num_rows
     device_planes = tuple(xp.asarray(p) for p in (tile.image, tile.variance, tile.mask))
@@ -571,14 +543,14 @@ def main(argv: list[str] | None = None) -> None:
             mask=device_planes[2], config=config,
         )  # fmt: skip
 
-    ours_sources = _timed(on_device, args.repeats, sync)
+    ours_sources = median_time(on_device, args.repeats, sync)
     print(f"(b) measure_tile: {ours_tile['median_s']:.3f} s, {n_ours} sources")
     stage_s, stage_counts = _our_stages(tile, config, xp, args.repeats, sync)
     sep_runs = _sep_pipeline(tile, config, radii_pix)
     n_sep = len(sep_runs.pop("_table")())
-    sep_whole = _timed(sep_runs.pop("whole"), args.repeats, lambda: None)
+    sep_whole = median_time(sep_runs.pop("whole"), args.repeats, lambda: None)
     sep_stage_s = {
-        name: _timed(stage, args.repeats, lambda: None)["median_s"]
+        name: median_time(stage, args.repeats, lambda: None)["median_s"]
         for name, stage in sep_runs.items()
     }
     print(f"(b) sep pipeline: {sep_whole['median_s']:.3f} s, {n_sep} sources")
@@ -596,7 +568,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # (c) stamps
     stamp_rows = np.arange(min(n_ours, args.stamp_batch))
-    stamps = _timed(lambda: result_tile.stamps(stamp_rows), args.repeats, sync)
+    stamps = median_time(lambda: result_tile.stamps(stamp_rows), args.repeats, sync)
     stamps.update(
         per_call=int(stamp_rows.size),
         size=config.stamp_size,

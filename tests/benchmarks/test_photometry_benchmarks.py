@@ -82,3 +82,18 @@ def test_validation_noisy_tile_is_the_simulators_tile():
     for plane in ("image", "variance", "mask"):
         np.testing.assert_array_equal(getattr(noisy, plane), getattr(reference, plane))
     assert not np.array_equal(clean.image, noisy.image)
+
+
+def test_detection_benchmark_runs_on_a_tiny_tile(tmp_path):
+    run_script("detection.py", "--size", "256", "--repeats", "1", "--out", str(tmp_path))
+    result = json.loads((tmp_path / "detection_cpu.json").read_text())
+    assert (tmp_path / "detection_cpu.md").read_text().startswith("# Detection")
+    assert result["environment"]["threads"]["OMP_NUM_THREADS"] == "1"
+    rates = result["throughput"]
+    assert len(rates) == 3 and all(row["mpix_per_s"] > 0 for row in rates.values())
+    quality = result["quality"]
+    assert len(quality) == 4
+    # the raw detections of ours and sep (clean=False) are the same algorithm on one image
+    raw_ours, raw_sep = (quality[name]["detections"] for name in list(quality)[::2][:2])
+    assert abs(raw_ours - raw_sep) <= 0.05 * raw_sep
+    assert all(0 <= q["purity"] <= 1 for q in quality.values())
