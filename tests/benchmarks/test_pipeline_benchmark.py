@@ -10,14 +10,15 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 def test_pipeline_benchmark_runs_on_tiny_tiles(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "pipeline.py"), "--tiles", "2", "--size", "192",
+        [sys.executable, str(BENCHMARKS / "pipeline.py"), "--tiles", "2", "--size", "192x160",
          "--workers", "1", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")],
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    record = json.loads((tmp_path / "out" / "pipeline_cpu.json").read_text())
+    record = json.loads((tmp_path / "out" / "pipeline_cpu_192x160.json").read_text())
     (run,) = record["runs"]
     assert run["tiles"] == 2 and run["galaxies"] > 0 and run["galaxies_per_s"] > 0
     assert {"read", "photometry", "stamps", "inference", "write"} <= set(run["stage_seconds"])
+    assert record["tile_size"] == [192, 160]
     assert record["survey_projection"]["survey_worker_hours"] > 0
-    assert (tmp_path / "out" / "pipeline_cpu.md").read_text().startswith("# Batch processor")
+    assert (tmp_path / "out" / "pipeline_cpu_192x160.md").read_text().startswith("# Batch processor")
