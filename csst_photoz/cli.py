@@ -15,7 +15,7 @@ from . import __version__
 from .evaluation.cli import add_evaluate_parser
 from .pipeline.cli import add_catalog_parser, add_demo_parser, add_run_parser
 from .pipeline.slices import parse_slice
-from .training.cli import add_predict_parser, add_train_parser
+from .training.cli import add_calibrate_parser, add_predict_parser, add_train_parser
 
 if TYPE_CHECKING:  # the CLI imports the heavy modules lazily so that --help is instant
     from .instrument import Instrument
@@ -279,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(commands)
     add_predict_parser(commands)
+    add_calibrate_parser(commands)
     add_evaluate_parser(commands)
 
     add_run_parser(commands)

@@ -28,13 +28,14 @@ slower than one thread).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
+
+from ..metrics import coverage_scale
 
 __all__ = [
     "BASELINES",
@@ -45,8 +46,6 @@ __all__ = [
 ]
 
 _DEFAULT_MIN_SIGMA = 1e-3
-#: Share of a calibrated Gaussian within ±1 sigma.
-_ONE_SIGMA = math.erf(1.0 / math.sqrt(2.0))
 
 
 def _as_flux_arrays(
@@ -106,13 +105,11 @@ def baseline_features(
 
 
 def _coverage_scale(residual: np.ndarray, sigma: np.ndarray) -> float:
-    """Factor on ``sigma`` that puts 68.27% of ``|residual|`` within ``±sigma``."""
-    ratio = np.abs(residual) / sigma
-    ratio = ratio[np.isfinite(ratio)]
-    if ratio.size == 0:
+    """Factor on ``sigma`` that puts 68.27% of ``|residual|`` within ``±sigma`` (1 if none)."""
+    try:
+        return coverage_scale(np.zeros_like(residual), residual, sigma)
+    except ValueError:  # nothing usable, or all residuals zero: leave sigma as it is
         return 1.0
-    scale = float(np.quantile(ratio, _ONE_SIGMA))
-    return scale if scale > 0 else 1.0
 
 
 class _FluxBaseline:

@@ -10,6 +10,7 @@ deviation, `outlier_fraction` the share of galaxies with
 from csst_photoz.metrics.binned import binned_metrics
 from csst_photoz.metrics.calibration import (
     calibration_metrics,
+    coverage_scale,
     crps_gaussian,
     expected_coverage,
     interval_coverage,
@@ -30,6 +31,7 @@ __all__ = [
     "bias",
     "binned_metrics",
     "calibration_metrics",
+    "coverage_scale",
     "crps_gaussian",
     "expected_coverage",
     "interval_coverage",

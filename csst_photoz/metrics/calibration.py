@@ -34,6 +34,7 @@ from csst_photoz.metrics.point import _as_1d_float, _describe
 
 __all__ = [
     "calibration_metrics",
+    "coverage_scale",
     "crps_gaussian",
     "expected_coverage",
     "interval_coverage",
@@ -207,6 +208,49 @@ def expected_coverage(n_sigma: float) -> float:
 
     """
     return math.erf(_validate_n_sigma(n_sigma) / math.sqrt(2.0))
+
+
+def coverage_scale(
+    z_true: npt.ArrayLike, z_pred: npt.ArrayLike, sigma: npt.ArrayLike, *, n_sigma: float = 1.0
+) -> float:
+    """Factor on ``sigma`` that makes the ``±n_sigma`` interval cover its Gaussian share.
+
+    The ``expected_coverage(n_sigma)`` quantile of ``|z_pred - z_true| / sigma``: after
+    multiplying every ``sigma`` by it, exactly that share of these galaxies lies within
+    ``±n_sigma * sigma`` (a post-hoc, one-parameter recalibration, robust to outliers).
+
+    Parameters
+    ----------
+    z_true, z_pred, sigma : array_like
+        (n,) truth, point estimates and 1-sigma uncertainties; rows with a non-finite value or
+        ``sigma <= 0`` are left out.
+    n_sigma : float
+        Interval half-width to calibrate, in units of sigma (default 1: the 68.27 % interval).
+
+    Returns
+    -------
+    float
+        The factor (> 0).
+
+    Raises
+    ------
+    ValueError
+        If no row is usable, or the residuals of the usable rows are all zero.
+
+    """
+    z_true, z_pred, sigma = (np.asarray(v, dtype=np.float64) for v in (z_true, z_pred, sigma))
+    if not z_true.shape == z_pred.shape == sigma.shape:
+        raise ValueError(
+            f"z_true {z_true.shape}, z_pred {z_pred.shape} and sigma {sigma.shape} differ"
+        )
+    usable = np.isfinite(z_true) & np.isfinite(z_pred) & np.isfinite(sigma) & (sigma > 0)
+    if not usable.any():
+        raise ValueError("no galaxy with finite values and sigma > 0 to calibrate on")
+    ratio = np.abs(z_pred[usable] - z_true[usable]) / sigma[usable] / _validate_n_sigma(n_sigma)
+    scale = float(np.quantile(ratio, expected_coverage(n_sigma)))
+    if not scale > 0:
+        raise ValueError("the residuals are all zero: nothing to calibrate the uncertainties on")
+    return scale
 
 
 def interval_coverage(

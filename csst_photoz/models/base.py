@@ -14,6 +14,7 @@ runs on raw catalogue values and raw stamps, and one checkpoint file is enough f
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
@@ -47,7 +48,7 @@ class PhotoZEstimate(NamedTuple):
     z
         (n,) float32 point estimate (NaN where an input was NaN).
     z_err
-        (n,) float32 1-sigma uncertainty, ``exp(log_sigma)``.
+        (n,) float32 1-sigma uncertainty, ``sigma_scale * exp(log_sigma)``.
     """
 
     z: npt.NDArray[np.float32]
@@ -139,6 +140,40 @@ class PhotoZModel(nn.Module):
                 f"got {type(config).__name__}"
             )
         self.config = config
+        #: Post-hoc recalibration of the uncertainties (`set_sigma_calibration`), or None.
+        self.sigma_calibration: dict[str, Any] | None = None
+
+    @property
+    def sigma_scale(self) -> float:
+        """Factor applied to ``exp(log_sigma)`` by `predict` (1 when uncalibrated)."""
+        if self.sigma_calibration is None:
+            return 1.0
+        return float(self.sigma_calibration["scale"])
+
+    def set_sigma_calibration(self, calibration: Mapping[str, Any] | None) -> None:
+        """Set (or, with None, remove) the uncertainty calibration.
+
+        Parameters
+        ----------
+        calibration
+            A JSON-ready record with at least ``"scale"``, a finite factor > 0 on the network's
+            ``exp(log_sigma)`` (``csst_photoz.training.calibrate_checkpoint`` writes one, with
+            how it was fitted); it is saved in the checkpoint's metadata.
+
+        Raises
+        ------
+        ValueError
+            If ``"scale"`` is missing, not finite or not > 0.
+        """
+        if calibration is None:
+            self.sigma_calibration = None
+            return
+        scale = calibration.get("scale") if isinstance(calibration, Mapping) else None
+        if isinstance(scale, bool) or not isinstance(scale, int | float):
+            raise ValueError(f"sigma calibration needs a numeric 'scale', got {calibration!r}")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"sigma calibration scale must be finite and > 0, got {scale}")
+        self.sigma_calibration = json_ready(dict(calibration))
 
     @classmethod
     def from_config_dict(cls, data: Mapping[str, Any]) -> PhotoZModel:
@@ -205,7 +240,8 @@ class PhotoZModel(nn.Module):
         Returns
         -------
         PhotoZEstimate
-            NumPy ``z`` and ``z_err`` of length n.
+            NumPy ``z`` and ``z_err`` of length n; ``z_err`` includes the calibration factor
+            `sigma_scale`.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -234,6 +270,7 @@ class PhotoZModel(nn.Module):
                     z_err[start:stop] = out.log_sigma.float().exp().cpu().numpy()
         finally:
             self.train(was_training)
+        z_err *= np.float32(self.sigma_scale)
         return PhotoZEstimate(z=z, z_err=z_err)
 
     def _check_inputs(self, inputs: Mapping[str, Any]) -> int:

@@ -11,7 +11,9 @@ File formats (chosen on save, recognised on load by their first bytes):
 The metadata (`CHECKPOINT_FORMAT`, version 1) records the architecture and its configuration
 (hyper-parameters and input-transform constants), the bands, a readable copy of the input
 transform (`PhotoZModel.input_transform_constants`), the training-data hash, validation metrics,
-the package version and a SHA-256 digest of the tensors. `load_model` refuses, with a
+the package version, a SHA-256 digest of the tensors and the uncertainty calibration
+(``sigma_calibration``: None, or the factor on sigma and how it was fitted; checkpoints without
+the key load uncalibrated). `load_model` refuses, with a
 `CheckpointError` naming the file: an unreadable, truncated or corrupted file (including a
 digest mismatch), a checkpoint for other bands than those requested, or one written by a
 different major version of the package.
@@ -140,6 +142,7 @@ def save_model(
         "package_version": _package_version(),
         "state_dict_sha256": state_dict_digest(tensors),
         "extra": json_ready(dict(extra or {})),
+        "sigma_calibration": model.sigma_calibration,
     }
     text = json.dumps(metadata, sort_keys=True, allow_nan=True)
     target = Path(path)
@@ -269,5 +272,9 @@ def load_model(
         raise CheckpointError(f"{file}: cannot rebuild the model: {error}") from error
     if list(model.bands) != saved_bands:
         raise CheckpointError(f"{file}: metadata bands {saved_bands} != config {model.bands}")
+    try:  # absent from checkpoints written before calibration existed: uncalibrated
+        model.set_sigma_calibration(metadata.get("sigma_calibration"))
+    except ValueError as error:
+        raise CheckpointError(f"{file}: {error}") from error
     model.checkpoint_metadata = metadata
     return model.to(map_location).eval()

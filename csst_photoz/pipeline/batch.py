@@ -133,8 +133,15 @@ def resolve_checkpoints(
         while name in taken:
             name, k = f"{variant.replace('-', '_')}_{k}", k + 1
         taken.add(name)
+        calibration = metadata.get("sigma_calibration") or {}
         refs.append(
-            CheckpointRef(name, str(file.resolve()), str(metadata["state_dict_sha256"]), variant)
+            CheckpointRef(
+                name,
+                str(file.resolve()),
+                str(metadata["state_dict_sha256"]),
+                variant,
+                float(calibration.get("scale", 1.0)),
+            )
         )
     return refs
 
@@ -273,7 +280,10 @@ def run(
     store.check_settings(
         {
             "pipeline": config.model_dump(mode="json", exclude=_NOT_IN_RESULTS),
-            "models": [{"name": c.name, "state_dict_sha256": c.sha256} for c in checkpoints],
+            "models": [
+                {"name": c.name, "state_dict_sha256": c.sha256, "sigma_scale": c.sigma_scale}
+                for c in checkpoints
+            ],
             "bands": list(bands),
             "version": __version__,
         },

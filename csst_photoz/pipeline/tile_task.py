@@ -51,12 +51,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CheckpointRef:
-    """A checkpoint to run: output name, file and the digest its tensors must have."""
+    """A checkpoint to run: name, file, tensor digest and uncertainty calibration factor."""
 
     name: str
     path: str
     sha256: str
     variant: str
+    sigma_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,11 @@ def _models(checkpoints: tuple[CheckpointRef, ...], device: str) -> dict[str, An
             raise RuntimeError(
                 f"{ref.path}: checkpoint changed since the run started (tensor digest "
                 f"{digest} != {ref.sha256})"
+            )
+        if model.sigma_scale != ref.sigma_scale:
+            raise RuntimeError(
+                f"{ref.path}: checkpoint recalibrated since the run started (sigma scale "
+                f"{model.sigma_scale} != {ref.sigma_scale})"
             )
         models[ref.name] = model
     return models

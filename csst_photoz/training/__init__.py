@@ -7,6 +7,7 @@
 - :mod:`.batches` -- in-memory tensors and the epoch's sample order;
 - :mod:`.build` -- untrained networks for a training set, hybrid transfer's start;
 - :mod:`.validation` -- validation predictions and monitored metrics;
+- :mod:`.calibrate` -- `calibrate_checkpoint`: the uncertainty factor fitted on validation;
 - :mod:`.state`, :mod:`.log` -- resumable training state and the JSON-lines log;
 - :mod:`.loop` -- `train_model`;
 - :mod:`.distributed` -- the same under ``torchrun`` (DDP);
@@ -32,6 +33,7 @@ __all__ = [
     "TrainingSet",
     "augment_batch",
     "build_model",
+    "calibrate_checkpoint",
     "distributed_context",
     "epoch_generator",
     "load_config",
@@ -51,6 +53,7 @@ _SOURCES = {
     "epoch_generator": "augment",
     "realise_fluxes": "augment",
     "build_model": "build",
+    "calibrate_checkpoint": "calibrate",
     "KINDS": "config",
     "DataColumns": "config",
     "Schedule": "config",

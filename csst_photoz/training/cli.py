@@ -82,6 +82,33 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     return add_train_arguments(parser)
 
 
+def add_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``calibrate`` command to the ``csst-photoz`` sub-command parsers.
+
+    Parameters
+    ----------
+    subparsers
+        The object returned by ``ArgumentParser.add_subparsers``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``calibrate`` parser (its ``func`` is `csst_photoz.training.calibrate.main`).
+    """
+    from .calibrate import add_calibrate_arguments
+
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="fit a checkpoint's uncertainty scale on its validation split",
+        description=(
+            "Fit one factor on a trained checkpoint's sigma so that 68.27%% of its validation "
+            "galaxies lie within +-sigma, and save it in the checkpoint's metadata (the batch "
+            "processor, predict and evaluate then use it)."
+        ),
+    )
+    return add_calibrate_arguments(parser)
+
+
 def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``predict`` command to the ``csst-photoz`` sub-command parsers.
 

@@ -21,4 +21,5 @@ def test_pipeline_benchmark_runs_on_tiny_tiles(tmp_path):
     assert {"read", "photometry", "stamps", "inference", "write"} <= set(run["stage_seconds"])
     assert record["tile_size"] == [192, 160]
     assert record["survey_projection"]["survey_worker_hours"] > 0
-    assert (tmp_path / "out" / "pipeline_cpu_192x160.md").read_text().startswith("# Batch processor")
+    markdown = (tmp_path / "out" / "pipeline_cpu_192x160.md").read_text()
+    assert markdown.startswith("# Batch processor")

@@ -9,6 +9,7 @@ from scipy import integrate, stats
 
 from csst_photoz.metrics import (
     calibration_metrics,
+    coverage_scale,
     crps_gaussian,
     expected_coverage,
     interval_coverage,
@@ -262,3 +263,31 @@ def test_elementwise_validation_matches_summaries():
     with pytest.raises(ValueError, match=r"same shape"):
         crps_gaussian([0.5], [0.5, 0.6], [0.1])
     assert pit_values([], [], []).shape == (0,)
+
+
+@pytest.mark.parametrize("claimed_over_true", [0.5, 1.0, 2.5])
+def test_coverage_scale_undoes_a_misstated_sigma(claimed_over_true):
+    z_true, z_pred, sigma = _gaussian_model(7, 20_000, claimed_over_true=claimed_over_true)
+    scale = coverage_scale(z_true, z_pred, sigma)
+    assert scale == pytest.approx(1.0 / claimed_over_true, rel=0.03)
+    # by construction the fitted sample's coverage is the Gaussian share (to one galaxy)
+    inside = np.abs(z_pred - z_true) <= scale * sigma
+    assert inside.mean() == pytest.approx(expected_coverage(1.0), abs=1.0 / z_true.size)
+    # 2-sigma calibration of a Gaussian gives the same factor
+    assert coverage_scale(z_true, z_pred, sigma, n_sigma=2.0) == pytest.approx(scale, rel=0.03)
+
+
+def test_coverage_scale_leaves_out_unusable_rows_and_refuses_none():
+    z_true, z_pred, sigma = _gaussian_model(8, 5_000, claimed_over_true=2.0)
+    clean = coverage_scale(z_true, z_pred, sigma)
+    z_pred_bad, sigma_bad = z_pred.copy(), sigma.copy()
+    z_pred_bad[:10], sigma_bad[10:20] = np.nan, 0.0
+    subset = coverage_scale(z_true[20:], z_pred[20:], sigma[20:])
+    assert coverage_scale(z_true, z_pred_bad, sigma_bad) == subset
+    assert subset == pytest.approx(clean, rel=0.02)
+    with pytest.raises(ValueError, match="no galaxy"):
+        coverage_scale(z_true[:3], [np.nan] * 3, sigma[:3])
+    with pytest.raises(ValueError, match="all zero"):
+        coverage_scale(z_true, z_true, sigma)
+    with pytest.raises(ValueError, match="differ"):
+        coverage_scale(z_true, z_pred[:-1], sigma)
