@@ -59,6 +59,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         "--no-resume", action="store_true", help="start afresh even if a training state exists"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="skip fitting the uncertainty scale on the validation split after training",
+    )
     parser.set_defaults(func=main)
     return parser
 
@@ -175,6 +180,15 @@ def main(args: argparse.Namespace) -> int:
             f"outliers {metrics.get('outlier_fraction', float('nan')):.2%} -> {result.paths.best}"
             f" (log {result.paths.log})"
         )
+        if not args.no_calibrate:
+            from .calibrate import calibrate_checkpoint
+
+            record = calibrate_checkpoint(result.paths.best, args.data)
+            print(
+                f"{args.kind}: sigma x {record['scale']:.3f} fitted on the validation split "
+                f"(68% coverage {record['coverage_68_before']:.3f} -> "
+                f"{record['coverage_68_after']:.3f}) -> {result.paths.best}"
+            )
     return 0
 
 
