@@ -10,8 +10,9 @@ count run :func:`csst_photoz.run` over them on a fresh local cluster into a fres
 
 * wall time, tiles/hour and galaxies/s per run and per worker; scaling efficiency relative to
   the one-worker run (``rate_n / (n * rate_1)``);
-* the stage breakdown from the done-markers (read/decode, photometry = host->device +
-  background + detection + apertures, stamps, inference, write), and the Dask overhead: the
+* the stage breakdown from the done-markers (read/decode, photometry, stamps, inference, write;
+  photometry's parts: host->device, pixel masks, background, detection, Kron radius + detection
+  S/N cut, seven-band apertures, catalogue), and the Dask overhead: the
   share of worker time not spent inside tile tasks, ``1 - sum(task seconds) / (wall * workers)``
   (scheduling, transfer, idle tail);
 * peak resident memory of each worker process (``ru_maxrss``), and on CUDA the peak device
@@ -139,7 +140,10 @@ def _timed_run(stores: list[Path], out: Path, workers: int, models, config) -> d
         "galaxies_per_s_per_worker": rows / wall / workers,
         "task_seconds": task_seconds,
         "stage_seconds": stages,
-        "stage_share": {k: v / task_seconds for k, v in stages.items()},
+        "stage_share": {k: v / task_seconds for k, v in stages.items() if "/" not in k},
+        "photometry_part_share": {
+            k.split("/", 1)[1]: v / task_seconds for k, v in stages.items() if "/" in k
+        },
         "dask_overhead_share": 1.0 - task_seconds / (wall * workers),
         "peak_memory": list(memory.values()),
     }
@@ -237,6 +241,13 @@ def to_markdown(result: dict) -> str:
     lines.append("| --- |" + " --- |" * len(result["runs"][0]["stage_share"]))
     for r in result["runs"]:
         shares = " | ".join(f"{v:.1%}" for v in r["stage_share"].values())
+        lines.append(f"| {r['workers']} | {shares} |")
+    parts = result["runs"][0]["photometry_part_share"]
+    lines += ["", "Photometry's parts, as shares of task time:", ""]
+    lines.append("| workers | " + " | ".join(parts) + " |")
+    lines.append("| --- |" + " --- |" * len(parts))
+    for r in result["runs"]:
+        shares = " | ".join(f"{v:.1%}" for v in r["photometry_part_share"].values())
         lines.append(f"| {r['workers']} | {shares} |")
     sep = result["sep_pipeline"]
     p = result["survey_projection"]

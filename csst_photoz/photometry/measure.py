@@ -25,7 +25,8 @@ separately (:func:`.stamps.cut_stamps`), in batches sized for the consumer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,26 @@ from .background import estimate_background
 from .detection import detect_sources
 from .flags import SourceFlag
 
-__all__ = ["PhotometryConfig", "SourceMeasurements", "measure_sources"]
+__all__ = [
+    "MEASURE_STAGES",
+    "PhotometryConfig",
+    "SourceMeasurements",
+    "StageTimer",
+    "measure_sources",
+    "untimed",
+]
+
+#: The stages `measure_sources` reports to its ``stage`` timer, in order.
+MEASURE_STAGES = ("pixel_masks", "background", "detection", "kron_and_snr", "apertures")
+
+#: A stage timer: ``with stage("detection"): ...`` (e.g. the batch processor's stage clock).
+StageTimer = Callable[[str], AbstractContextManager[Any]]
+
+
+def untimed(name: str) -> AbstractContextManager[Any]:
+    """The default stage timer: times nothing."""
+    return nullcontext()
+
 
 #: Mask bits whose pixels get zero weight (saturated pixels are kept and flagged).
 DEFAULT_BAD_BITS = int(
@@ -155,6 +175,7 @@ def measure_sources(
     pixel_scale_arcsec: float,
     mask: Any = None,
     config: PhotometryConfig | None = None,
+    stage: StageTimer | None = None,
 ) -> SourceMeasurements:
     """Detect sources on the detection stack and measure them in every band.
 
@@ -172,6 +193,9 @@ def measure_sources(
         Optional uint (n_bands, ny, nx) or (ny, nx) :class:`~csst_photoz.tile.MaskBit` flags.
     config
         Settings (default: :class:`PhotometryConfig`).
+    stage
+        Optional timer: each of :data:`MEASURE_STAGES` runs inside ``with stage(name):`` (the
+        batch processor times them with device synchronisation); nothing else changes.
 
     Returns
     -------
@@ -185,6 +209,7 @@ def measure_sources(
         entirely unusable.
     """
     config = config or PhotometryConfig()
+    stage = stage or untimed
     xp = array_module(images)
     bands = list(bands)
     if images.ndim != 3 or tuple(images.shape) != tuple(variances.shape):
@@ -200,50 +225,53 @@ def measure_sources(
     if not pixel_scale_arcsec > 0:
         raise ValueError(f"pixel_scale_arcsec must be > 0, got {pixel_scale_arcsec}")
 
-    images = xp.asarray(images, dtype=xp.float32)
-    variances = xp.asarray(variances, dtype=xp.float32)
-    valid = xp.isfinite(images) & xp.isfinite(variances) & (variances >= 0)
-    saturated = None
-    if mask is not None:
-        mask = mask[None] if mask.ndim == 2 else mask
-        valid &= (mask & config.bad_mask_bits) == 0
-        saturated = (mask & int(MaskBit.SATURATED)) != 0
-        saturated = xp.broadcast_to(saturated, images.shape) if bool(saturated.any()) else None
-    all_valid = bool(valid.all())
-    if not all_valid:  # unusable pixels become 0 with 0 variance (and stay flagged by `valid`)
-        images = xp.where(valid, images, xp.float32(0))
-        variances = xp.where(valid, variances, xp.float32(0))
-    if config.subtract_background:
-        subtracted = xp.empty_like(images)
-        for k in range(len(bands)):
-            if not bool(valid[k].any()):
-                subtracted[k] = images[k]  # an all-masked band: nothing to estimate (NaN fluxes)
-                continue
-            background, _ = estimate_background(
-                images[k],
-                mask=None if all_valid else ~valid[k],
-                box_size=config.background_box,
-                filter_size=config.background_filter,
-                with_rms=False,
-            )
-            xp.subtract(images[k], background, out=subtracted[k])
-            if not all_valid:
-                subtracted[k] = xp.where(valid[k], subtracted[k], xp.float32(0))
-        images = subtracted
-    background_rms = _background_rms(variances, valid, xp)
+    with stage("pixel_masks"):
+        images = xp.asarray(images, dtype=xp.float32)
+        variances = xp.asarray(variances, dtype=xp.float32)
+        valid = xp.isfinite(images) & xp.isfinite(variances) & (variances >= 0)
+        saturated = None
+        if mask is not None:
+            mask = mask[None] if mask.ndim == 2 else mask
+            valid &= (mask & config.bad_mask_bits) == 0
+            saturated = (mask & int(MaskBit.SATURATED)) != 0
+            saturated = xp.broadcast_to(saturated, images.shape) if bool(saturated.any()) else None
+        all_valid = bool(valid.all())
+        if not all_valid:  # unusable pixels become 0 with 0 variance (and stay flagged by `valid`)
+            images = xp.where(valid, images, xp.float32(0))
+            variances = xp.where(valid, variances, xp.float32(0))
+    with stage("background"):
+        if config.subtract_background:
+            subtracted = xp.empty_like(images)
+            for k in range(len(bands)):
+                if not bool(valid[k].any()):  # an all-masked band: nothing to estimate
+                    subtracted[k] = images[k]  # (its fluxes come out NaN)
+                    continue
+                background, _ = estimate_background(
+                    images[k],
+                    mask=None if all_valid else ~valid[k],
+                    box_size=config.background_box,
+                    filter_size=config.background_filter,
+                    with_rms=False,
+                )
+                xp.subtract(images[k], background, out=subtracted[k])
+                if not all_valid:
+                    subtracted[k] = xp.where(valid[k], subtracted[k], xp.float32(0))
+            images = subtracted
+        background_rms = _background_rms(variances, valid, xp)
 
-    index = [bands.index(band) for band in config.detection_bands]
-    detection, detection_var = _plane_sum(images, index, xp), _plane_sum(variances, index, xp)
-    detection_valid = valid[index].all(axis=0)
-    found = detect_sources(
-        detection,
-        detection_var,
-        threshold_sigma=config.threshold_sigma,
-        min_area=config.min_area,
-        deblend_cont=config.deblend_cont,
-        deblend_nthresh=config.deblend_nthresh,
-        mask=~detection_valid,
-    )
+    with stage("detection"):
+        index = [bands.index(band) for band in config.detection_bands]
+        detection, detection_var = _plane_sum(images, index, xp), _plane_sum(variances, index, xp)
+        detection_valid = valid[index].all(axis=0)
+        found = detect_sources(
+            detection,
+            detection_var,
+            threshold_sigma=config.threshold_sigma,
+            min_area=config.min_area,
+            deblend_cont=config.deblend_cont,
+            deblend_nthresh=config.deblend_nthresh,
+            mask=~detection_valid,
+        )
     radii_pix = tuple(r / pixel_scale_arcsec for r in config.circular_radii_arcsec)
     n = len(found)
     n_bands = len(bands)
@@ -265,43 +293,47 @@ def measure_sources(
         "mask_neighbours": config.mask_neighbours,
         "max_window_pixels": config.max_window_pixels,
     }
-    kron, kron_flags = kron_radius(
-        detection, found.x, found.y, found.a, found.b, found.theta,
-        integration_radius=config.kron_integration_radius, valid=detection_valid, **common,
-    )  # fmt: skip
-    scale = config.kron_factor * kron
-    minimum = config.min_radius_pix / xp.sqrt(found.a * found.b)
-    enlarged = scale < minimum
-    scale = xp.where(enlarged, minimum, scale)
-    flags = found.flags | kron_flags | xp.where(enlarged, int(SourceFlag.MIN_APERTURE), 0)
+    with stage("kron_and_snr"):
+        kron, kron_flags = kron_radius(
+            detection, found.x, found.y, found.a, found.b, found.theta,
+            integration_radius=config.kron_integration_radius, valid=detection_valid, **common,
+        )  # fmt: skip
+        scale = config.kron_factor * kron
+        minimum = config.min_radius_pix / xp.sqrt(found.a * found.b)
+        enlarged = scale < minimum
+        scale = xp.where(enlarged, minimum, scale)
+        flags = found.flags | kron_flags | xp.where(enlarged, int(SourceFlag.MIN_APERTURE), 0)
 
-    aperture_a, aperture_b = scale * found.a, scale * found.b
-    on_detection = sum_ellipses(
-        detection, detection_var, found.x, found.y, aperture_a, aperture_b, found.theta,
-        valid=detection_valid, **common,
-    )  # fmt: skip
-    flags = flags | on_detection.flags[0]
-    with_error = on_detection.flux_err[0, 0] > 0
-    detection_snr = on_detection.flux[0, 0] / xp.where(with_error, on_detection.flux_err[0, 0], 1)
-    detection_snr = xp.where(with_error, detection_snr, xp.nan)
+        aperture_a, aperture_b = scale * found.a, scale * found.b
+        on_detection = sum_ellipses(
+            detection, detection_var, found.x, found.y, aperture_a, aperture_b, found.theta,
+            valid=detection_valid, **common,
+        )  # fmt: skip
+        flags = flags | on_detection.flags[0]
+        with_error = on_detection.flux_err[0, 0] > 0
+        detection_snr = on_detection.flux[0, 0] / xp.where(
+            with_error, on_detection.flux_err[0, 0], 1
+        )
+        detection_snr = xp.where(with_error, detection_snr, xp.nan)
 
-    # the significance cut (our replacement for SExtractor's CLEAN, see the module docstring)
-    keep = xp.nonzero(detection_snr >= config.min_detection_snr)[0]
-    relabel = xp.zeros(n + 1, dtype=xp.int32)
-    relabel[keep + 1] = xp.arange(1, keep.shape[0] + 1, dtype=xp.int32)
-    segmentation = relabel[found.segmentation]
-    common["segmentation"] = segmentation
-    x, y, a, b, theta = (v[keep] for v in (found.x, found.y, found.a, found.b, found.theta))
-    n_kept = int(keep.shape[0])
-    ones = xp.ones(n_kept, dtype=xp.float64)
-    semi_a = xp.stack([aperture_a[keep]] + [r * ones for r in radii_pix])
-    semi_b = xp.stack([aperture_b[keep]] + [r * ones for r in radii_pix])
-    angles = xp.stack([theta] + [0.0 * ones for _ in radii_pix])
-    sums = sum_ellipses(
-        images, variances, x, y, semi_a, semi_b, angles,
-        valid=valid, saturated=saturated, **common,
-    )  # fmt: skip
-    flags = flags[keep] | sums.flags[0]
+        # the significance cut (our replacement for SExtractor's CLEAN, see the module docstring)
+        keep = xp.nonzero(detection_snr >= config.min_detection_snr)[0]
+        relabel = xp.zeros(n + 1, dtype=xp.int32)
+        relabel[keep + 1] = xp.arange(1, keep.shape[0] + 1, dtype=xp.int32)
+        segmentation = relabel[found.segmentation]
+        common["segmentation"] = segmentation
+    with stage("apertures"):
+        x, y, a, b, theta = (v[keep] for v in (found.x, found.y, found.a, found.b, found.theta))
+        n_kept = int(keep.shape[0])
+        ones = xp.ones(n_kept, dtype=xp.float64)
+        semi_a = xp.stack([aperture_a[keep]] + [r * ones for r in radii_pix])
+        semi_b = xp.stack([aperture_b[keep]] + [r * ones for r in radii_pix])
+        angles = xp.stack([theta] + [0.0 * ones for _ in radii_pix])
+        sums = sum_ellipses(
+            images, variances, x, y, semi_a, semi_b, angles,
+            valid=valid, saturated=saturated, **common,
+        )  # fmt: skip
+        flags = flags[keep] | sums.flags[0]
     return SourceMeasurements(
         x=x,
         y=y,

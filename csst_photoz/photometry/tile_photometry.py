@@ -18,7 +18,13 @@ import pyarrow as pa
 from ..tile import Tile
 from .backend import array_module
 from .catalog import object_ids, photometry_table
-from .measure import PhotometryConfig, SourceMeasurements, measure_sources
+from .measure import (
+    PhotometryConfig,
+    SourceMeasurements,
+    StageTimer,
+    measure_sources,
+    untimed,
+)
 from .stamps import cut_stamps
 
 __all__ = ["TilePhotometry", "measure_tile"]
@@ -64,7 +70,11 @@ class TilePhotometry:
 
 
 def measure_tile(
-    tile: Tile, *, config: PhotometryConfig | None = None, xp: ModuleType = np
+    tile: Tile,
+    *,
+    config: PhotometryConfig | None = None,
+    xp: ModuleType = np,
+    stage: StageTimer | None = None,
 ) -> TilePhotometry:
     """Detect and measure the sources of a tile.
 
@@ -77,6 +87,9 @@ def measure_tile(
     xp
         Array library to compute with: ``numpy`` (default) or ``cupy`` (the tile is copied to
         the GPU once and everything after runs there).
+    stage
+        Optional timer (see :func:`~.measure.measure_sources`): also given ``"to_device"``
+        (the copy of the tile to ``xp``) and ``"catalogue"`` (the Arrow table, on the host).
 
     Returns
     -------
@@ -84,15 +97,18 @@ def measure_tile(
         Catalogue table (host), measurements (device) and settings.
     """
     config = config or PhotometryConfig()
+    stage = stage or untimed
+    with stage("to_device"):
+        image, variance, mask = (xp.asarray(a) for a in (tile.image, tile.variance, tile.mask))
     try:
         measurements = measure_sources(
-            xp.asarray(tile.image), xp.asarray(tile.variance), bands=tile.bands,
-            pixel_scale_arcsec=tile.pixel_scale_arcsec, mask=xp.asarray(tile.mask),
-            config=config,
+            image, variance, bands=tile.bands, pixel_scale_arcsec=tile.pixel_scale_arcsec,
+            mask=mask, config=config, stage=stage,
         )  # fmt: skip
     except ValueError as error:
         raise ValueError(f"tile {tile.tile_id}: {error}") from error
-    table = photometry_table(measurements, tile, config)
+    with stage("catalogue"):
+        table = photometry_table(measurements, tile, config)
     return TilePhotometry(
         table=table, measurements=measurements, config=config, tile_id=tile.tile_id
     )

@@ -56,7 +56,9 @@ class RunSummary:
     wall_seconds
         Wall time of the run (cluster start-up excluded).
     stage_seconds
-        Summed task time per stage (read, photometry, stamps, inference, write).
+        Summed task time per stage (read, photometry, load_models, stamps, inference,
+        write), and of the parts of photometry as ``photometry/<part>`` (to_device,
+        pixel_masks, background, detection, kron_and_snr, apertures, catalogue).
     failures
         The failed tiles with their reasons.
     models
@@ -79,7 +81,9 @@ class RunSummary:
         return self.galaxies / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
     def __str__(self) -> str:
-        stages = ", ".join(f"{k} {v:.1f} s" for k, v in self.stage_seconds.items())
+        stages = ", ".join(  # the top-level stages; "photometry/<part>" is in stage_seconds
+            f"{k} {v:.1f} s" for k, v in self.stage_seconds.items() if "/" not in k
+        )
         lines = [
             f"run {self.out}: {self.tiles_done} tiles done, {self.tiles_skipped} skipped "
             f"(done earlier), {self.tiles_failed} failed",

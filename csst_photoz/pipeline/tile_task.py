@@ -218,8 +218,11 @@ def _measure_and_infer(
     from ..models.inference import predict_catalog
 
     xp = _array_module(device)
-    with clock.stage("photometry"):
-        photometry = measure_tile(tile, config=config.photometry, xp=xp)
+    with clock.stage("photometry"):  # its parts as "photometry/<part>" (MEASURE_STAGES, ...)
+        photometry = measure_tile(
+            tile, config=config.photometry, xp=xp,
+            stage=lambda name: clock.stage(f"photometry/{name}"),
+        )  # fmt: skip
     table = photometry.table
     with clock.stage("load_models"):  # once per worker process (cached), ~0 after
         models = _models(job.checkpoints, device) if job.checkpoints else {}

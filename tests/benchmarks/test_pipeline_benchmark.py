@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -19,6 +21,9 @@ def test_pipeline_benchmark_runs_on_tiny_tiles(tmp_path):
     (run,) = record["runs"]
     assert run["tiles"] == 2 and run["galaxies"] > 0 and run["galaxies_per_s"] > 0
     assert {"read", "photometry", "stamps", "inference", "write"} <= set(run["stage_seconds"])
+    parts = run["photometry_part_share"]
+    assert {"background", "detection", "kron_and_snr", "apertures"} <= set(parts)
+    assert sum(parts.values()) == pytest.approx(run["stage_share"]["photometry"], rel=0.02)
     assert record["tile_size"] == [192, 160]
     assert record["survey_projection"]["survey_worker_hours"] > 0
     markdown = (tmp_path / "out" / "pipeline_cpu_192x160.md").read_text()

@@ -79,6 +79,26 @@ def test_two_runs_give_identical_tables():
     assert measure_tile(tile).table.equals(measure_tile(tile).table)
 
 
+def test_stage_timer_sees_every_stage_in_order_and_changes_nothing():
+    from contextlib import contextmanager
+
+    from csst_photoz.photometry.measure import MEASURE_STAGES
+
+    seen = []
+
+    @contextmanager
+    def stage(name):
+        seen.append(("enter", name))
+        yield
+        seen.append(("exit", name))
+
+    tile = scene_tile(seed=5)
+    timed = measure_tile(tile, stage=stage)
+    names = ["to_device", *MEASURE_STAGES, "catalogue"]
+    assert seen == [(event, name) for name in names for event in ("enter", "exit")]
+    assert timed.table.equals(measure_tile(tile).table)
+
+
 def test_an_empty_tile_gives_an_empty_table_with_the_full_schema():
     tile = scene_tile(seed=6, sources=())
     result = measure_tile(tile)
