@@ -75,6 +75,7 @@ def measure_tile(
     config: PhotometryConfig | None = None,
     xp: ModuleType = np,
     stage: StageTimer | None = None,
+    overwrite_input: bool = False,
 ) -> TilePhotometry:
     """Detect and measure the sources of a tile.
 
@@ -90,6 +91,9 @@ def measure_tile(
     stage
         Optional timer (see :func:`~.measure.measure_sources`): also given ``"to_device"``
         (the copy of the tile to ``xp``) and ``"catalogue"`` (the Arrow table, on the host).
+    overwrite_input
+        Let the background be subtracted in place in ``tile.image`` (NumPy; saves a copy of the
+        band stack). With CuPy the device copy is always used this way; ``tile`` is untouched.
 
     Returns
     -------
@@ -104,6 +108,7 @@ def measure_tile(
         measurements = measure_sources(
             image, variance, bands=tile.bands, pixel_scale_arcsec=tile.pixel_scale_arcsec,
             mask=mask, config=config, stage=stage,
+            overwrite_input=overwrite_input or xp is not np,  # a device copy is ours
         )  # fmt: skip
     except ValueError as error:
         raise ValueError(f"tile {tile.tile_id}: {error}") from error

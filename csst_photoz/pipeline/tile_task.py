@@ -220,7 +220,7 @@ def _measure_and_infer(
     xp = _array_module(device)
     with clock.stage("photometry"):  # its parts as "photometry/<part>" (MEASURE_STAGES, ...)
         photometry = measure_tile(
-            tile, config=config.photometry, xp=xp,
+            tile, config=config.photometry, xp=xp, overwrite_input=True,  # the tile is ours
             stage=lambda name: clock.stage(f"photometry/{name}"),
         )  # fmt: skip
     table = photometry.table

@@ -110,6 +110,26 @@ def test_an_empty_tile_gives_an_empty_table_with_the_full_schema():
     assert stamps.shape == (0, len(BANDS), 64, 64) and flags.shape == (0,)
 
 
+@pytest.mark.parametrize("with_bad_pixels", [False, True])
+def test_in_place_measurement_equals_the_copying_one(with_bad_pixels):
+    tile = scene_tile(seed=8)
+    if with_bad_pixels:
+        image, variance = tile.image.copy(), tile.variance.copy()
+        image[2, 10:14, 20:30] = np.nan
+        variance[4, 40:44, 5:9] = np.inf
+        tile = replace(tile, image=image, variance=variance)
+    pristine = (tile.image.copy(), tile.variance.copy())
+    copying = measure_tile(tile)
+    np.testing.assert_array_equal(tile.image, pristine[0])  # the caller's stacks untouched
+    np.testing.assert_array_equal(tile.variance, pristine[1])
+    in_place = measure_tile(tile, overwrite_input=True)
+    assert in_place.table.equals(copying.table)
+    np.testing.assert_array_equal(in_place.stamps()[0], copying.stamps()[0])
+    # the stacks now hold the background-subtracted images, unusable pixels zeroed
+    np.testing.assert_array_equal(tile.image, copying.measurements.images)
+    assert not np.array_equal(tile.image, pristine[0], equal_nan=True)
+
+
 def test_negative_fluxes_are_kept():
     tile = scene_tile(seed=7)
     image = tile.image.copy()
