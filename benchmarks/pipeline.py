@@ -1,7 +1,8 @@
 """End-to-end throughput of the batch processor, its stage breakdown, scaling and survey cost.
 
 Usage: python benchmarks/pipeline.py [--tiles 4] [--size 2048 | --size 9216x9232] [--workers 1 2]
-       [--seed 2022] [--models DIR] [--device cpu|cuda] [--work runs/bench_pipeline]
+       [--seed 2022] [--models DIR] [--device cpu|cuda] [--memory-limit auto|20GB]
+       [--work runs/bench_pipeline]
        [--out benchmarks/results]
 
 One run: simulate ``--tiles`` tiles (reused from ``--work`` when present), then for each worker
@@ -116,9 +117,11 @@ def _stage_totals(store: RunStore) -> tuple[dict[str, float], float, int]:
     return stages, task_seconds, rows
 
 
-def _timed_run(stores: list[Path], out: Path, workers: int, models, config) -> dict:
+def _timed_run(
+    stores: list[Path], out: Path, workers: int, models, config, memory_limit: str
+) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    with connect(n_workers=workers) as client:
+    with connect(n_workers=workers, memory_limit=memory_limit) as client:
         run(stores[:1], out / "warmup", models=models, client=client, config=config,
             progress=False)  # fmt: skip
         job = TileJob(str(out), config.model_dump_json(), tuple(resolve_checkpoints(models)),
@@ -180,7 +183,10 @@ def measure(args: argparse.Namespace) -> dict:
                        progress=False)  # fmt: skip
     stores = [tile_store_path(work / "tiles", spec.tile_id) for spec in specs]
     config = PipelineConfig(device=args.device)
-    runs = [_timed_run(stores, work / f"run_{n}", n, args.models, config) for n in args.workers]
+    runs = [
+        _timed_run(stores, work / f"run_{n}", n, args.models, config, args.memory_limit)
+        for n in args.workers
+    ]
     one = next((r for r in runs if r["workers"] == 1), runs[0])
     for entry in runs:
         entry["scaling_efficiency"] = entry["galaxies_per_s"] / (
@@ -208,6 +214,7 @@ def measure(args: argparse.Namespace) -> dict:
         "environment": _environment(args.device),
         "tile_size": [nx, ny],
         "tiles": args.tiles,
+        "memory_limit_per_worker": args.memory_limit,
         "galaxy_density_per_tile": one["galaxies"] / one["tiles"],
         "runs": runs,
         "sep_pipeline": {"seconds_per_tile": sep_seconds, "sources": sep_sources,
@@ -288,6 +295,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=2022)
     parser.add_argument("--models", type=Path, help="checkpoints (default: shipped)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument(
+        "--memory-limit", default="auto", help="per worker, e.g. 20GB for full tiles on CPU"
+    )
     parser.add_argument("--work", type=Path, default=Path("runs/bench_pipeline"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)

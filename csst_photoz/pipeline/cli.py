@@ -48,6 +48,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config=config,
         scheduler_file=args.scheduler_file,
         n_workers=args.workers,
+        memory_limit=args.memory_limit,
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
@@ -96,6 +97,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=_positive_int, help="local Dask workers (default: cores)")
+    parser.add_argument(
+        "--memory-limit",
+        default="auto",
+        help="memory per local worker, e.g. 16GB (default: the machine's, shared; a full "
+        "9216 x 9232 tile needs about 12 GB)",
+    )
     parser.add_argument("--scheduler-file", type=Path, help="use a running Dask cluster")
 
 
