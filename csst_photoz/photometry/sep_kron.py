@@ -214,8 +214,14 @@ def measure_kron_photometry(
         detection, x, y, a, b, theta, KRON_INTEGRATION_RADIUS, mask=sep_mask, **segments
     )
     kron_radius = np.asarray(kron_radius, dtype=np.float64)
-    scale = kron_factor * np.where(np.isfinite(kron_radius), kron_radius, 0.0)
-    minimum_scale = min_radius_pix / np.sqrt(a * b)
+    # apertures sep accepts: theta within [-pi/2, pi/2] (sep's float32 pi/2 exceeds the
+    # float64 one), and degenerate (line-like: b = 0) shapes as the minimum circle
+    theta_ap = np.clip(theta, -np.pi / 2, np.pi / 2)
+    degenerate = ~(np.isfinite(a) & np.isfinite(b) & (b > 0) & (a >= b))
+    a_ap, b_ap = np.where(degenerate, 1.0, a), np.where(degenerate, 1.0, b)
+    theta_ap = np.where(degenerate, 0.0, theta_ap)
+    scale = kron_factor * np.where(np.isfinite(kron_radius) & ~degenerate, kron_radius, 0.0)
+    minimum_scale = min_radius_pix / np.sqrt(a_ap * b_ap)
     clipped = scale < minimum_scale
     scale = np.where(clipped, minimum_scale, scale)
     flags = objects["flag"].astype(np.int32) | np.asarray(kron_flags, dtype=np.int32)
@@ -224,8 +230,9 @@ def measure_kron_photometry(
     def aperture(data: NDArray, error: NDArray) -> tuple[NDArray, NDArray]:
         nonlocal flags
         flux, flux_err, flag = sep.sum_ellipse(
-            data, x, y, a, b, theta, scale, err=error, mask=sep_mask, subpix=subpix, **segments
-        )
+            data, x, y, a_ap, b_ap, theta_ap, scale, err=error, mask=sep_mask, subpix=subpix,
+            **segments,
+        )  # fmt: skip
         flags |= np.asarray(flag, dtype=np.int32)
         return np.asarray(flux, dtype=np.float64), np.asarray(flux_err, dtype=np.float64)
 

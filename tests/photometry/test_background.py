@@ -5,7 +5,9 @@ import pytest
 import sep
 
 from csst_photoz.photometry.background import (
+    _box_edges,
     _count_below,
+    _spline_weights,
     estimate_background,
     subtract_background,
 )
@@ -163,6 +165,18 @@ def test_batched_binary_search_counts_like_a_comparison(inclusive, length):
             axis=-1
         )
         np.testing.assert_array_equal(got, expected)
+
+
+def test_interpolation_weights_of_a_long_axis_have_no_denormals_and_keep_planes():
+    """A full-tile axis (144 knots): far weights are flushed to 0 instead of turning into
+    float32 denormals (slow), and a constant or linear mesh is still reproduced."""
+    weights = np.asarray(_spline_weights(9232, 64), dtype=np.float64)
+    tiny = np.finfo(np.float32).tiny
+    assert not ((weights != 0) & (np.abs(weights) < tiny)).any()
+    edges = _box_edges(9232, 64)  # 144 boxes of 64 or 65 pixels
+    centres = (edges[:-1] + edges[1:] - 1) / 2.0
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(weights @ centres, np.arange(9232), atol=5e-3)
 
 
 def test_level_only_equals_the_full_estimate():

@@ -198,3 +198,17 @@ def test_central_object_picks_the_nearest_within_the_limit():
     assert np.hypot(table["x"][row] - 100.2, table["y"][row] - 80.5) < 0.2
     assert central_object(table, 5.0, 120.0, max_distance=2.0) == -1
     assert central_object(empty_photometry_table(BANDS), 1.0, 1.0, max_distance=10.0) == -1
+
+
+def test_a_source_at_exactly_pi_over_two_is_measured_not_refused():
+    """sep reports theta in float32, whose pi/2 exceeds float64 pi/2: its own sum_ellipse then
+    refused the aperture ("invalid aperture parameters"; seen on a full 9216 x 9232 tile)."""
+    bands = ["NUV", "u", "g", "r", "i", "z", "y"]
+    images = np.zeros((7, 64, 64), np.float32)
+    images[:, 10:40, 50] += 50.0  # a noiseless vertical line: theta = float32(pi / 2)
+    images[:, 20:23, 10:13] += 20.0
+    table = measure_kron_photometry(images, np.ones_like(images), bands=bands)
+    theta = np.asarray(table["theta"])
+    assert len(table) == 2 and theta.max() > np.pi / 2  # the case itself, as sep gives it
+    line = int(np.argmax(theta))
+    assert np.isfinite(table["flux_i"][line]) and table["flux_i"][line] > 0
