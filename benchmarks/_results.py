@@ -92,3 +92,33 @@ def median_time(function: Callable[[], Any], repeats: int, sync: Callable[[], No
         sync()
         seconds.append(time.perf_counter() - start)
     return {"median_s": statistics.median(seconds), "all_s": seconds}
+
+
+def interleaved_median_times(
+    functions: dict[str, tuple[Callable[[], Any], Callable[[], None]]], repeats: int
+) -> dict[str, dict]:
+    """`median_time` of several functions measured in turns: one warm-up call each, then
+    ``repeats`` rounds calling every function once, so that a drifting machine (other jobs, a
+    VM's neighbours) weighs on all of them alike. The order rotates from round to round: a
+    call right after another library's can be slower (the allocator returned memory to the
+    system, and the next call faults it back in: 0.35-0.45 s for our 2048^2 photometry after
+    sep's), and rotation spreads that over all of them. ``functions`` maps a name to
+    ``(function, sync)``."""
+    for function, sync in functions.values():
+        function()
+        sync()
+    names = list(functions)
+    seconds: dict[str, list[float]] = {name: [] for name in functions}
+    for round_ in range(repeats):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            function, sync = functions[name]
+            sync()
+            start = time.perf_counter()
+            function()
+            sync()
+            seconds[name].append(time.perf_counter() - start)
+    return {
+        name: {"median_s": statistics.median(values), "all_s": values}
+        for name, values in seconds.items()
+    }

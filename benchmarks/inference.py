@@ -5,8 +5,8 @@ Usage: python benchmarks/inference.py [--device cpu|cuda] [--batch-sizes 256 102
        [--out benchmarks/results]
 
 Networks: the shipped checkpoints (:func:`csst_photoz.checkpoints.shipped_checkpoints`, loaded
-with :func:`csst_photoz.models.load_model`) and a hybrid built with
-``Hybrid.from_pretrained(mlp, cnn)`` (no hybrid checkpoint ships yet; its head is untrained,
+with :func:`csst_photoz.models.load_model`: MLP, CNN, Hybrid, Hybrid transfer). Where no hybrid
+checkpoint is installed, ``Hybrid.from_pretrained(mlp, cnn)`` stands in (its head untrained,
 which changes the numbers it outputs but not the work it does).
 
 Inputs are real measurements, never zeros: one simulated tile (``simulate_tile``, ``--tile-size``

@@ -26,7 +26,9 @@ each the median over ``--repeats`` timed calls after one untimed warm-up call:
     (``sep.Background`` per band, then ``measure_kron_photometry``: ``sep.extract``, Kron radius,
     ``sum_ellipse`` in 7 bands + detection image, then ``sum_circle`` in 7 bands); our stages
     are timed one by one by calling the kernels separately with the previous stage's output.
-    Each pipeline's sources/s counts its own detections; compare the tile times.
+    The whole-tile pipelines are timed in turns (ours, ours on device arrays, sep; repeated),
+    so that a drifting machine weighs on them alike. Each pipeline's sources/s counts its own
+    detections; compare the tile times.
 (c) **stamps**: :meth:`TilePhotometry.stamps` (7 x 64 x 64 cut-outs) for up to
     ``--stamp-batch`` sources per call.
 
@@ -46,6 +48,7 @@ from _results import (
     THREAD_VARIABLES,
     array_module_for,
     cpu_model,
+    interleaved_median_times,
     median_time,
     pin_threads,
     synchroniser,
@@ -532,7 +535,6 @@ def main(argv: list[str] | None = None) -> None:
     agreement = _agreement(tile.image, tile.variance, reference, radii_pix, xp)
 
     # (b) full tile
-    ours_tile = median_time(lambda: measure_tile(tile, config=config, xp=xp), args.repeats, sync)
     result_tile = measure_tile(tile, config=config, xp=xp)
     n_ours = result_tile.table.num_rows
     device_planes = tuple(xp.asarray(p) for p in (tile.image, tile.variance, tile.mask))
@@ -543,12 +545,20 @@ def main(argv: list[str] | None = None) -> None:
             mask=device_planes[2], config=config,
         )  # fmt: skip
 
-    ours_sources = median_time(on_device, args.repeats, sync)
-    print(f"(b) measure_tile: {ours_tile['median_s']:.3f} s, {n_ours} sources")
-    stage_s, stage_counts = _our_stages(tile, config, xp, args.repeats, sync)
     sep_runs = _sep_pipeline(tile, config, radii_pix)
     n_sep = len(sep_runs.pop("_table")())
-    sep_whole = median_time(sep_runs.pop("whole"), args.repeats, lambda: None)
+    # the three whole-tile pipelines in turns, so that they share the machine's state
+    whole = interleaved_median_times(
+        {
+            "tile": (lambda: measure_tile(tile, config=config, xp=xp), sync),
+            "sources": (on_device, sync),
+            "sep": (sep_runs.pop("whole"), lambda: None),
+        },
+        args.repeats,
+    )
+    ours_tile, ours_sources, sep_whole = whole["tile"], whole["sources"], whole["sep"]
+    print(f"(b) measure_tile: {ours_tile['median_s']:.3f} s, {n_ours} sources")
+    stage_s, stage_counts = _our_stages(tile, config, xp, args.repeats, sync)
     sep_stage_s = {
         name: median_time(stage, args.repeats, lambda: None)["median_s"]
         for name, stage in sep_runs.items()

@@ -128,6 +128,9 @@ def test_pipeline_job_on_cpu_workers(slurm_cluster, field, tmp_path):
     logs = shared / "logs" / job
     assert (logs / "scheduler.log").stat().st_size > 0
     assert list(logs.glob("workers-*.log"))
+    workers_config = (logs / "dask-config" / "csst-photoz-workers.yaml").read_text()
+    assert "MALLOC_MMAP_THRESHOLD_: 33554432" in workers_config  # the workers' malloc settings
+    assert "OMP_NUM_THREADS" in workers_config  # Dask's own entries kept
     assert not (shared / f"scheduler-{job}.json").exists()  # cleaned up
     assert _no_processes_left(f"scheduler-{job}.json") == []
 
