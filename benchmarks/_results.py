@@ -26,6 +26,12 @@ THREAD_VARIABLES = (
 )
 
 
+#: glibc malloc tunables recorded with the results (the batch processor's workers set them:
+#: ``csst_photoz.pipeline.cluster.WORKER_MALLOC_ENVIRON``; run a script under the same values
+#: to time the kernels as the workers run them).
+MALLOC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
 def pin_threads(n: int) -> None:
     """Size every numerical thread pool to ``n`` (call before NumPy, torch or pyarrow load)."""
     for name in THREAD_VARIABLES:

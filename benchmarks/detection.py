@@ -30,6 +30,7 @@ Writes ``detection_<device>.json`` and ``detection_<device>.md`` into ``--out``.
 from __future__ import annotations
 
 from _results import (
+    MALLOC_VARIABLES,
     THREAD_VARIABLES,
     array_module_for,
     cpu_model,
@@ -136,6 +137,7 @@ def _environment(device: str, xp: Any) -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": {name: os.environ.get(name) for name in THREAD_VARIABLES},
+        "malloc": {name: os.environ.get(name) for name in MALLOC_VARIABLES},
         "load_average_at_start": list(os.getloadavg()),
         "versions": versions,
     }

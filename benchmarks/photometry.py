@@ -45,6 +45,7 @@ from __future__ import annotations
 import os
 
 from _results import (
+    MALLOC_VARIABLES,
     THREAD_VARIABLES,
     array_module_for,
     cpu_model,
@@ -118,6 +119,7 @@ def _environment(xp: ModuleType, device: str) -> dict:
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "threads": {name: os.environ.get(name) for name in THREAD_VARIABLES},
+        "malloc": {name: os.environ.get(name) for name in MALLOC_VARIABLES},
         "load_average_at_start": list(os.getloadavg()),
         "versions": versions,
     }
