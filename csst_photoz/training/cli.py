@@ -69,18 +69,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``train`` command to the ``csst-photoz`` sub-command parsers.
-
-    Parameters
-    ----------
-    subparsers
-        The object returned by ``ArgumentParser.add_subparsers``.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-        The ``train`` parser (its ``func`` default is `main`).
-    """
+    """Add ``train`` to the parsers of ``ArgumentParser.add_subparsers``; returns its parser."""
     parser = subparsers.add_parser(
         "train", help="train a photo-z network (MLP, CNN, hybrid, hybrid transfer)"
     )
@@ -88,18 +77,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def add_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``calibrate`` command to the ``csst-photoz`` sub-command parsers.
-
-    Parameters
-    ----------
-    subparsers
-        The object returned by ``ArgumentParser.add_subparsers``.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-        The ``calibrate`` parser (its ``func`` is `csst_photoz.training.calibrate.main`).
-    """
+    """Add ``calibrate`` (:mod:`.calibrate`) to the sub-command parsers; returns its parser."""
     from .calibrate import add_calibrate_arguments
 
     parser = subparsers.add_parser(
@@ -115,18 +93,7 @@ def add_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``predict`` command to the ``csst-photoz`` sub-command parsers.
-
-    Parameters
-    ----------
-    subparsers
-        The object returned by ``ArgumentParser.add_subparsers``.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-        The ``predict`` parser (its ``func`` default is `csst_photoz.training.predict.main`).
-    """
+    """Add ``predict`` (:mod:`.predict`) to the sub-command parsers; returns its parser."""
     from .predict import add_predict_arguments
 
     parser = subparsers.add_parser(
