@@ -236,8 +236,8 @@ def measure_sources(
         images = xp.asarray(images, dtype=xp.float32)
         variances = xp.asarray(variances, dtype=xp.float32)
         # may the stacks be changed in place? (asked for, or converted copies made just now)
-        own_images = overwrite_input or images is not given[0]
-        own_variances = overwrite_input or variances is not given[1]
+        own_images = _may_write(images, overwrite_input or images is not given[0])
+        own_variances = _may_write(variances, overwrite_input or variances is not given[1])
         valid = xp.isfinite(images) & xp.isfinite(variances) & (variances >= 0)
         saturated = None
         if mask is not None:
@@ -368,6 +368,12 @@ def measure_sources(
         images=images,
         valid=valid,
     )
+
+
+def _may_write(array: Any, wanted: bool) -> bool:
+    """``wanted``, unless ``array`` is read-only (a memory-mapped file, a frozen buffer)."""
+    flags = getattr(array, "flags", None)
+    return wanted and bool(getattr(flags, "writeable", True))
 
 
 def _zero_where(stack: Any, where: Any, in_place: bool, xp: Any) -> Any:

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..tile import Tile
-from .backend import array_module
+from .backend import array_module, is_cupy
 from .catalog import object_ids, photometry_table
 from .measure import (
     PhotometryConfig,
@@ -108,7 +108,8 @@ def measure_tile(
         measurements = measure_sources(
             image, variance, bands=tile.bands, pixel_scale_arcsec=tile.pixel_scale_arcsec,
             mask=mask, config=config, stage=stage,
-            overwrite_input=overwrite_input or xp is not np,  # a device copy is ours
+            # a device copy made just now is ours to overwrite
+            overwrite_input=overwrite_input or (xp is not np and not is_cupy(tile.image)),
         )  # fmt: skip
     except ValueError as error:
         raise ValueError(f"tile {tile.tile_id}: {error}") from error

@@ -111,7 +111,8 @@ def connect(
             from dask_cuda import LocalCUDACluster
         except ImportError:
             n_gpus = 0
-    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **WORKER_MALLOC_ENVIRON}
+    dasks_own = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
+    environ = {**dasks_own, **WORKER_MALLOC_ENVIRON}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         if n_gpus:
             cluster = LocalCUDACluster(

@@ -128,6 +128,14 @@ def test_in_place_measurement_equals_the_copying_one(with_bad_pixels):
     # the stacks now hold the background-subtracted images, unusable pixels zeroed
     np.testing.assert_array_equal(tile.image, copying.measurements.images)
     assert not np.array_equal(tile.image, pristine[0], equal_nan=True)
+    # read-only stacks (memory-mapped FITS, say) are copied, not written
+    frozen = [pristine[0].copy(), pristine[1].copy()]
+    for stack in frozen:
+        stack.flags.writeable = False
+    frozen_tile = replace(tile, image=frozen[0], variance=frozen[1])
+    read_only = measure_tile(frozen_tile, overwrite_input=True)
+    assert read_only.table.equals(copying.table)
+    np.testing.assert_array_equal(frozen[0], pristine[0])
 
 
 def test_negative_fluxes_are_kept():
