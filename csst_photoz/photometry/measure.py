@@ -247,10 +247,10 @@ def measure_sources(
             saturated = xp.broadcast_to(saturated, images.shape) if bool(saturated.any()) else None
         all_valid = bool(valid.all())
         if not all_valid:  # unusable pixels become 0 with 0 variance (and stay flagged by `valid`)
-            images, variances = (
-                _zero_where(stack, ~valid, own, xp)
-                for stack, own in ((images, own_images), (variances, own_variances))
-            )
+            invalid = ~valid
+            images = _zero_where(images, invalid, own_images, xp)
+            variances = _zero_where(variances, invalid, own_variances, xp)
+            del invalid
             own_images = True
     with stage("background"):
         if config.subtract_background:
