@@ -93,6 +93,11 @@ class CNNConfig:
 class InceptionBlock(nn.Module):
     """Four stride-2 branches concatenated to 72 channels (16 + 32 + 16 + 8).
 
+    The paper's pooling branch is ``maxpool 3x3 stride 1 -> 1x1 conv stride 2``. A 1x1 stride-2
+    convolution only reads the even pixels of the pooled map, so pooling with stride 2 and
+    convolving with stride 1 gives the same outputs and gradients with the same parameters, for
+    a quarter of the pooling work (max pooling took a third of a CPU training step).
+
     Parameters
     ----------
     in_channels
@@ -111,7 +116,7 @@ class InceptionBlock(nn.Module):
             ConvBlock(in_channels, 8, 1, stride=1), ConvBlock(8, 16, 5, stride=2)
         )
         self.branch_pool = nn.Sequential(
-            nn.MaxPool2d(3, stride=1, padding=1), ConvBlock(in_channels, 8, 1, stride=2)
+            nn.MaxPool2d(3, stride=2, padding=1), ConvBlock(in_channels, 8, 1, stride=1)
         )
 
     def forward(self, x: Tensor) -> Tensor:

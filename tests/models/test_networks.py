@@ -54,6 +54,22 @@ def test_cnn_halves_the_side_at_every_stage(make):
     assert x.shape[1] == 72
 
 
+def test_pooling_branch_equals_the_papers_stride_1_pool_then_stride_2_convolution(make):
+    torch.manual_seed(11)
+    block = CNN(make.cnn()).trunk.convolutions[1]
+    x = torch.randn(4, 32, 16, 16, requires_grad=True)
+    pooled_conv = block.branch_pool[1]
+    ours = block.branch_pool(x)
+    paper = torch.nn.functional.max_pool2d(x, 3, stride=1, padding=1)
+    conv = pooled_conv.conv
+    paper = torch.nn.functional.conv2d(paper, conv.weight, conv.bias, stride=2)
+    paper = pooled_conv.activation(pooled_conv.norm(paper))
+    torch.testing.assert_close(ours, paper)
+    (grad_ours,) = torch.autograd.grad(ours.square().sum(), x)
+    (grad_paper,) = torch.autograd.grad(paper.square().sum(), x)
+    torch.testing.assert_close(grad_ours, grad_paper)
+
+
 def test_uncertainty_loss_trains_only_the_uncertainty_head(make, make_inputs):
     model = MLP(make.mlp())
     fluxes, errors, _ = make_inputs(16)

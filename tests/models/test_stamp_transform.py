@@ -1,10 +1,11 @@
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
 from csst_photoz.models import StampTransform, dihedral, fit_stamp_size, random_dihedral
-from csst_photoz.models.stamp_transform import N_DIHEDRAL
+from csst_photoz.models.stamp_transform import FAST_ASINH_LIMIT, N_DIHEDRAL, fast_asinh
 
 
 def test_centre_crop_keeps_the_central_pixels():
@@ -87,3 +88,24 @@ def test_per_stamp_dihedral_matches_single_transforms():
     assert shuffled.shape == x.shape
     with pytest.raises(ValueError, match=r"0\.\.7"):
         dihedral(x, 8)
+
+
+def test_fast_asinh_matches_float64_asinh_over_the_dynamic_range():
+    generator = torch.Generator().manual_seed(20261125)
+    magnitude = 10.0 ** (torch.rand(200_000, generator=generator) * 74 - 37)  # 1e-37 .. 1e37
+    sign = torch.where(torch.rand(200_000, generator=generator) < 0.5, -1.0, 1.0)
+    values = (magnitude * sign).float()
+    reference = np.arcsinh(values.double().numpy())
+    result = fast_asinh(values)
+    assert result.dtype == torch.float32
+    np.testing.assert_allclose(result.double().numpy(), reference, rtol=2.5e-7, atol=0)  # 2 ulp
+
+
+def test_fast_asinh_special_values():
+    values = torch.tensor([0.0, -0.0, float("nan"), float("inf"), -float("inf"), 3e38])
+    result = fast_asinh(values)
+    assert torch.equal(torch.signbit(result[:2]), torch.tensor([False, True]))
+    assert torch.equal(result[:2], torch.zeros(2))
+    assert torch.isnan(result[2])
+    limit = float(np.arcsinh(np.float32(FAST_ASINH_LIMIT)))
+    np.testing.assert_allclose(result[3:].numpy(), [limit, -limit, limit], rtol=1e-6)
