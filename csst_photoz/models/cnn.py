@@ -136,6 +136,10 @@ class CNNTrunk(nn.Module):
         Units of the dense layer (40).
     """
 
+    #: Layout of the convolutions' inputs and weights: channels-last (NHWC) makes CPU training
+    #: steps 1.7x faster than torch's default NCHW (max pooling 6x); the outputs are the same.
+    memory_format: ClassVar[torch.memory_format] = torch.channels_last
+
     def __init__(self, n_bands: int, dense_width: int = 40) -> None:
         super().__init__()
         self.width = dense_width
@@ -147,8 +151,7 @@ class CNNTrunk(nn.Module):
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dense = nn.Sequential(nn.Linear(InceptionBlock.out_channels, dense_width), nn.ReLU())
-        # Channels-last (NHWC) convolutions and pooling: 1.7x faster training steps on CPU.
-        self.convolutions.to(memory_format=torch.channels_last)
+        self.convolutions.to(memory_format=self.memory_format)
 
     def transfer_frozen(self) -> list[nn.Module]:
         """Layers frozen by the paper's transfer: everything before global pooling."""
@@ -156,7 +159,7 @@ class CNNTrunk(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(n, bands, L, L) -> (n, dense_width)."""
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=self.memory_format)
         return self.dense(self.pool(self.convolutions(x)).flatten(1))
 
 

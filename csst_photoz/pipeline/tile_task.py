@@ -246,7 +246,7 @@ def _measure_and_infer(
         torch.set_num_threads(config.torch_threads)
     with clock.stage("inference"):
         estimates = predict_catalog(
-            models, bands, fluxes, errors, cut, batch_size=config.batch_size,
+            models, bands, fluxes, errors, cut, batch_size=config.inference_batch_size(device),
             mixed_precision=config.mixed_precision, seed=config.stamp_seed,
         )  # fmt: skip
     clock.seconds["inference"] -= stamp_seconds

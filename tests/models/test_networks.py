@@ -70,6 +70,19 @@ def test_pooling_branch_equals_the_papers_stride_1_pool_then_stride_2_convolutio
     torch.testing.assert_close(grad_ours, grad_paper)
 
 
+def test_cnn_memory_format_changes_speed_not_results(make):
+    torch.manual_seed(12)
+    cnn = CNN(make.cnn())
+    assert cnn.trunk.convolutions[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
+    stamps = torch.randn(5, 7, 32, 32) * 30
+    channels_last = cnn(stamps)
+    cnn.trunk.memory_format = torch.contiguous_format
+    cnn.trunk.convolutions.to(memory_format=torch.contiguous_format)
+    nchw = cnn(stamps)
+    torch.testing.assert_close(channels_last.z, nchw.z, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(channels_last.log_sigma, nchw.log_sigma, rtol=1e-5, atol=1e-6)
+
+
 def test_uncertainty_loss_trains_only_the_uncertainty_head(make, make_inputs):
     model = MLP(make.mlp())
     fluxes, errors, _ = make_inputs(16)
