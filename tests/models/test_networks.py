@@ -83,6 +83,31 @@ def test_cnn_memory_format_changes_speed_not_results(make):
     torch.testing.assert_close(channels_last.log_sigma, nchw.log_sigma, rtol=1e-5, atol=1e-6)
 
 
+def test_hybrid_autocast_reduces_only_the_convolutions(make, make_inputs):
+    torch.manual_seed(13)
+    model = Hybrid(make.hybrid()).eval()
+    fluxes, errors, stamps = make_inputs(8)
+    dtypes = {}
+
+    def record(name):
+        return lambda module, args, output: dtypes.__setitem__(name, output.dtype)
+
+    model.mlp_trunk.register_forward_hook(record("flux branch"))
+    model.cnn_trunk.convolutions.register_forward_hook(record("convolutions"))
+    model.head_blocks.register_forward_hook(record("head"))
+    with torch.no_grad():
+        reference = model(fluxes, errors, stamps)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            reduced = model(fluxes, errors, stamps)
+    assert dtypes == {
+        "flux branch": torch.float32,
+        "convolutions": torch.bfloat16,
+        "head": torch.float32,
+    }
+    assert reduced.z.dtype == torch.float32
+    torch.testing.assert_close(reduced.z, reference.z, rtol=0, atol=0.05)
+
+
 def test_uncertainty_loss_trains_only_the_uncertainty_head(make, make_inputs):
     model = MLP(make.mlp())
     fluxes, errors, _ = make_inputs(16)
