@@ -1,4 +1,4 @@
-"""Smoke tests of the inference and Parquet-write benchmark scripts on tiny inputs.
+"""Smoke tests of the inference, training and Parquet-write benchmark scripts on tiny inputs.
 
 The scripts run as subprocesses, as a user runs them (they pin the thread pools of the process
 they run in before NumPy and torch are imported).
@@ -72,3 +72,21 @@ def test_parquet_write_benchmark_runs_on_a_tiny_table(tmp_path):
         for row in result[section].values():
             assert row["rows_per_s"] > 0 and row["arrow_mb_per_s"] > 0 and row["file_mb_per_s"] > 0
     assert result["sha256"]["file_mb_per_s"] > 0
+
+
+def test_training_benchmark_runs_on_a_tiny_batch(tmp_path):
+    run_script(
+        "training.py", "--batch-size", "8", "--repeats", "1", "--train-rows", "100",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    result = json.loads((tmp_path / "training_cpu.json").read_text())
+    assert (tmp_path / "training_cpu.md").read_text().startswith("# Training throughput")
+    assert result["machine"]["torch_threads"] == 1
+    rows = {row["variant"]: row for row in result["rows"]}
+    stamp_networks = ("cnn", "hybrid", "hybrid-transfer")
+    assert set(rows) == {"mlp", *stamp_networks, *(f"{k} (paper layout)" for k in stamp_networks)}
+    for row in rows.values():
+        assert row["samples_per_second"] > 0 and len(row["all_step_s"]) == 1
+        expected = 100 * row["copies_per_galaxy"] / row["samples_per_second"]
+        assert abs(row["seconds_per_epoch"] - expected) < 1e-9 * expected
+    assert rows["mlp"]["copies_per_galaxy"] == 50 and rows["cnn"]["copies_per_galaxy"] == 8
