@@ -177,7 +177,8 @@ def _partition_of_tile(args: argparse.Namespace, scratch: Path) -> tuple[pa.Tabl
     estimates = predict_catalog(
         models, bands, fluxes, errors,
         lambda rows: photometry.stamps(rows, seed=config.stamp_seed)[0],
-        batch_size=config.batch_size, mixed_precision=False, seed=config.stamp_seed,
+        batch_size=config.inference_batch_size("cpu"), mixed_precision=False,
+        seed=config.stamp_seed,
     )  # fmt: skip
     job = TileJob(str(scratch), config.model_dump_json(), refs, tuple(bands))
     print(f"simulated {args.tile_size}^2 tile: {truth.num_rows} galaxies, {table.num_rows} rows")
