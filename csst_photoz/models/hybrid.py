@@ -203,8 +203,8 @@ class Hybrid(PhotoZModel):
         """Raw fluxes, errors (n, N) and stamps (n, N, H, W) -> (n,) z and log sigma.
 
         Under autocast only the convolutions run in reduced precision: the flux branch and the
-        head stay in float32 (in bfloat16 the flux features moved 17 % of the hybrid transfer's
-        redshifts by more than 0.01 (1 + z); ``benchmarks/results/inference_cpu.md``).
+        head stay in float32 (the flux features are as sensitive to bfloat16 as the MLP, which
+        moves most redshifts by more than 0.01 (1 + z) in it; ``benchmarks/README.md``).
         """
         full_precision = torch.autocast(fluxes.device.type, enabled=False)
         with full_precision:

@@ -43,8 +43,8 @@ class PipelineConfig(BaseModel):
     batch_size
         Sources per forward pass (stamps are cut batch by batch, so this also bounds the stamp
         memory: 8192 x 7 x 64 x 64 float32 is 0.9 GB). None (default): `CPU_BATCH_SIZE` on
-        CPU, where small batches stay in cache (CNN inference 7,300 galaxies/s at 256 against
-        2,900 at 8192, ``benchmarks/results/inference_cpu.md``), `CUDA_BATCH_SIZE` on CUDA.
+        CPU, where small batches stay in cache (CNN inference 7,100 galaxies/s at 256 against
+        2,800 at 8192, ``benchmarks/results/inference_cpu.md``), `CUDA_BATCH_SIZE` on CUDA.
     mixed_precision
         Run the networks under bfloat16 autocast on CUDA (ignored on CPU, where float32 is
         faster than emulated bfloat16).
