@@ -56,7 +56,12 @@ class Instrument:
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> Instrument:
-        """Defaults, overridden by a TOML file, overridden by keywords."""
+        """Defaults, overridden by a TOML file, overridden by keywords.
+
+        The file is a project file (its ``[instrument]`` section is read; see
+        ``docs/configuration.md``) or an instrument file with the packaged ``csst.toml``'s
+        layout (keys at the top level); see :func:`~csst_photoz.instrument.load_config`.
+        """
         return cls(load_config(path, **overrides))
 
     # -- bands -------------------------------------------------------------------------------

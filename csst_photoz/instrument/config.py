@@ -19,10 +19,13 @@ from pydantic import (
     model_validator,
 )
 
+from ..config_files import format_validation_error, read_sections
+
 __all__ = [
     "BandConfig",
     "InstrumentConfig",
     "ThroughputFigures",
+    "config_from_section",
     "default_config_path",
     "load_config",
 ]
@@ -103,13 +106,8 @@ def default_config_path() -> Path:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"instrument configuration not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"instrument configuration {path} is not valid TOML: {exc}") from None
+    with path.open("rb") as handle:
+        return tomllib.load(handle)
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,15 +125,24 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     return merged
 
 
-def load_config(path: str | Path | None = None, **overrides: Any) -> InstrumentConfig:
-    """Load the instrument configuration: packaged defaults, then a TOML file, then keywords.
+def config_from_section(
+    section: Mapping[str, Any] | None = None,
+    *,
+    source: str = "the packaged defaults",
+    **overrides: Any,
+) -> InstrumentConfig:
+    """The instrument configuration: packaged defaults, then a settings table, then keywords.
 
     Parameters
     ----------
-    path
-        Optional TOML file with the same layout as the packaged ``csst.toml``; its keys
-        override the defaults (tables are merged, so ``[bands.y] n_exposures = 6`` changes only
-        that value). Relative ``throughput_file`` paths are taken relative to this file.
+    section
+        Keys of an ``[instrument]`` section (or of a file in the packaged ``csst.toml``'s
+        shape), merged over the defaults: tables are merged, so ``[bands.y] n_exposures = 6``
+        changes only that value, and a band's ``throughput_file`` replaces its model figures.
+        Relative ``throughput_file`` paths are taken relative to the working directory
+        (:func:`~csst_photoz.config_files.read_sections` makes a file's relative to the file).
+    source
+        Where ``section`` came from, for error messages.
     **overrides
         Top-level keys (e.g. ``pixel_scale_arcsec=0.074``) or ``bands={...}`` merged last.
 
@@ -146,25 +153,51 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> InstrumentC
     Raises
     ------
     ValueError
-        For unknown keys, out-of-range values or malformed TOML, naming the file and the key.
-
+        For unknown keys or out-of-range values, naming the source and the key.
     """
     data = _read_toml(default_config_path())
-    source = "the packaged defaults"
-    if path is not None:
-        path = Path(path)
-        user = _read_toml(path)
-        if not isinstance(user.get("bands", {}), dict):
-            raise ValueError(f"instrument configuration {path}: 'bands' must be a table of bands")
-        for band in user.get("bands", {}).values():
-            if isinstance(band, dict) and isinstance(band.get("throughput_file"), str):
-                band["throughput_file"] = path.parent / Path(band["throughput_file"])
-        data = _merge(data, user)
-        source = str(path)
+    if section:
+        if not isinstance(section.get("bands", {}), Mapping):
+            raise ValueError(f"instrument configuration {source}: 'bands' must be a table of bands")
+        data = _merge(data, section)
     if overrides:
         data = _merge(data, overrides)
         source += " with keyword overrides " + ", ".join(sorted(overrides))
     try:
         return InstrumentConfig.model_validate(data)
     except ValidationError as exc:
-        raise ValueError(f"invalid instrument configuration (from {source}): {exc}") from None
+        raise format_validation_error(
+            exc, source=f"instrument configuration (from {source})", section="instrument"
+        ) from None
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> InstrumentConfig:
+    """Load the instrument configuration: packaged defaults, then a TOML file, then keywords.
+
+    Parameters
+    ----------
+    path
+        Optional TOML file: a project file, whose ``[instrument]`` section is read (a file
+        without one gives the defaults), or a file with the packaged ``csst.toml``'s layout
+        (keys at the top level). Its keys override the defaults (see `config_from_section`);
+        relative ``throughput_file`` paths are taken relative to this file.
+    **overrides
+        Top-level keys (e.g. ``pixel_scale_arcsec=0.074``) or ``bands={...}`` merged last.
+
+    Returns
+    -------
+    InstrumentConfig
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        For unknown keys or tables, out-of-range values or malformed TOML, naming the file and
+        the key.
+
+    """
+    if path is None:
+        return config_from_section(None, **overrides)
+    sections = read_sections(path, what="instrument")
+    return config_from_section(sections.get("instrument"), source=str(path), **overrides)

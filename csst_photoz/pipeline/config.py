@@ -2,28 +2,36 @@
 
 One typed, frozen object: the photometry recipe (the paper's by default), the inference batch
 size and precision, and the scheduling knobs (retries, window of tiles in flight). It is
-recorded in every output partition's schema metadata, and loads from the ``[pipeline]`` table
-of a TOML file (with a ``[pipeline.photometry]`` sub-table)::
+recorded in every output partition's schema metadata, and loads from the ``[pipeline]`` and
+``[photometry]`` tables of a project TOML file (``docs/configuration.md``)::
 
     [pipeline]
-    batch_size = 2048  # default: 256 on CPU, 4096 on CUDA
+    batch_size = 2048  # sources per forward pass; default: 256 on CPU, 4096 on CUDA
+    threads = 1        # torch threads per CPU worker (older name: torch_threads)
     retries = 3
 
-    [pipeline.photometry]
+    [photometry]       # also accepted as [pipeline.photometry]
     kron_factor = 2.5
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from ..config_files import read_toml_table
+from ..config_files import format_validation_error, read_sections
 from ..photometry import PhotometryConfig
 
-__all__ = ["CPU_BATCH_SIZE", "CUDA_BATCH_SIZE", "PipelineConfig", "load_pipeline_config"]
+__all__ = [
+    "CPU_BATCH_SIZE",
+    "CUDA_BATCH_SIZE",
+    "PipelineConfig",
+    "load_pipeline_config",
+    "pipeline_config_from_sections",
+]
 
 #: Default sources per forward pass on CPU workers and on CUDA workers.
 CPU_BATCH_SIZE = 256
@@ -41,15 +49,17 @@ class PipelineConfig(BaseModel):
         ``"auto"`` (CUDA when CuPy and a GPU are usable in the worker, else CPU), ``"cpu"`` or
         ``"cuda"``. On CUDA the tile stays on the GPU from photometry to inference.
     batch_size
-        Sources per forward pass (stamps are cut batch by batch, so this also bounds the stamp
-        memory: 8192 x 7 x 64 x 64 float32 is 0.9 GB). None (default): `CPU_BATCH_SIZE` on
-        CPU, where small batches stay in cache (CNN inference 7,100 galaxies/s at 256 against
-        2,800 at 8192, ``benchmarks/results/inference_cpu.md``), `CUDA_BATCH_SIZE` on CUDA.
+        Sources per forward pass of the networks (stamps are cut batch by batch, so this also
+        bounds the stamp memory: 8192 x 7 x 64 x 64 float32 is 0.9 GB). None (default):
+        `CPU_BATCH_SIZE` on CPU, where small batches stay in cache (CNN inference 7,100
+        galaxies/s at 256 against 2,800 at 8192, ``benchmarks/results/inference_cpu.md``),
+        `CUDA_BATCH_SIZE` on CUDA.
     mixed_precision
         Run the networks under bfloat16 autocast on CUDA (ignored on CPU, where float32 is
         faster than emulated bfloat16).
     torch_threads
-        Threads torch uses per CPU worker (default 1: one worker process per core).
+        Threads torch uses per CPU worker (default 1: one worker process per core); the key
+        is ``threads`` (``torch_threads``, its older name, is still accepted).
     stamp_seed
         Seed of the noise that pads stamps cut at tile edges (the noise of a source depends
         only on this seed and its object id).
@@ -65,7 +75,7 @@ class PipelineConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int | None = Field(None, ge=1)
     mixed_precision: bool = True
-    torch_threads: int = Field(1, ge=1)
+    torch_threads: int = Field(1, ge=1, validation_alias=AliasChoices("threads", "torch_threads"))
     stamp_seed: int = 0
     retries: int = Field(2, ge=0)
     max_in_flight: int | None = Field(None, ge=1)
@@ -78,12 +88,14 @@ class PipelineConfig(BaseModel):
 
 
 def load_pipeline_config(path: str | Path) -> PipelineConfig:
-    """Read a `PipelineConfig` from the ``[pipeline]`` table of a TOML file.
+    """Read a `PipelineConfig` from the ``[pipeline]`` and ``[photometry]`` tables of a TOML file.
 
     Parameters
     ----------
     path
-        The TOML file; other top-level tables and unknown keys are errors.
+        A project file (``docs/configuration.md``) holding at least one of the two tables; the
+        photometry may also be a ``[pipeline.photometry]`` sub-table, as in older files.
+        Unknown tables and unknown keys are errors; the file's other sections are not read.
 
     Returns
     -------
@@ -94,11 +106,47 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
     FileNotFoundError
         If the file does not exist.
     ValueError
-        Invalid TOML, no ``[pipeline]`` table, unknown keys or invalid values (naming the file).
+        Invalid TOML, neither table, unknown keys or invalid values (naming the file, the
+        section and the key).
     """
     path = Path(path)
-    table = read_toml_table(path, "pipeline", what="pipeline")
+    sections = read_sections(path, top_level_instrument=False, what="pipeline")
+    if "pipeline" not in sections and "photometry" not in sections:
+        raise ValueError(f"{path}: no [pipeline] table")
+    return pipeline_config_from_sections(
+        sections.get("pipeline", {}), sections.get("photometry"), source=str(path)
+    )
+
+
+def pipeline_config_from_sections(
+    pipeline: Mapping[str, Any],
+    photometry: Mapping[str, Any] | None = None,
+    *,
+    source: str = "the command line",
+) -> PipelineConfig:
+    """A validated `PipelineConfig` from a ``[pipeline]`` table and a ``[photometry]`` table.
+
+    Parameters
+    ----------
+    pipeline
+        Keys of `PipelineConfig`, without ``photometry``.
+    photometry
+        Keys of :class:`~csst_photoz.photometry.PhotometryConfig`; None: its defaults.
+    source
+        Where the tables came from, for error messages.
+
+    Raises
+    ------
+    ValueError
+        Unknown keys or invalid values, naming the source, the section and the key.
+    """
     try:
-        return PipelineConfig.model_validate(table)
+        settings = PhotometryConfig.model_validate(photometry or {})
     except ValidationError as error:
-        raise ValueError(f"{path}: invalid [pipeline] settings:\n{error}") from None
+        raise format_validation_error(error, source=source, section="photometry") from None
+    if "photometry" in pipeline:
+        raise ValueError(f"{source}: give the photometry settings as [photometry]")
+    try:
+        return PipelineConfig.model_validate({**pipeline, "photometry": settings})
+    except ValidationError as error:
+        raise format_validation_error(error, source=source, section="pipeline") from None

@@ -24,6 +24,7 @@ from .stamps import (
     stamp_offset,
 )
 from .synthetic_photometry import SyntheticPhotometer
+from .tiles import SimulationConfig
 from .templates import TEMPLATE_NAMES, TemplateSet, load_cww_templates, type_weights
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "NeighbourDraw",
     "Population",
     "PopulationConfig",
+    "SimulationConfig",
     "SyntheticPhotometer",
     "TemplateSet",
     "bpz_class_probabilities",

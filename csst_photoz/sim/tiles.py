@@ -43,6 +43,7 @@ from .render import (
 
 __all__ = [
     "DetectorEffects",
+    "SimulationConfig",
     "TileSpec",
     "band_planes",
     "simulate_tile",
@@ -69,6 +70,47 @@ class DetectorEffects(BaseModel):
     hot_pixel_fraction: float = Field(0.0, ge=0, le=0.01)
     bright_stars: int = Field(0, ge=0, description="bright (14-17 mag) stars per tile")
     full_well_e: float = Field(9.0e4, gt=0, description="full well per exposure [e-]")
+
+
+class SimulationConfig(BaseModel):
+    """The ``[simulation]`` section: how tiles are drawn and which detector effects they get.
+
+    One frozen object for the settings of :class:`~csst_photoz.sim.render.RenderSettings` and
+    `DetectorEffects` (the defaults are theirs); ``csst-photoz simulate tiles`` reads it from
+    the project file, and its ``--paper-setup``, ``--no-noise``, ``--cosmic-rays``,
+    ``--hot-pixels`` and ``--bright-stars`` flags override it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    paper_setup: bool = Field(
+        False, description="Zhou et al. 2022: one morphology in all bands, no PSF"
+    )
+    bulge_truncation: float = Field(
+        5.0, gt=0, description="Sersic bulge truncation radius [half-light radii]"
+    )
+    max_stamp_pixels: int = Field(384, gt=0, description="largest stamp side of one galaxy")
+    noise: bool = Field(True, description="add sky, dark and read noise")
+    cosmic_rays_per_mpix: float = Field(
+        0.0, ge=0, description="cosmic-ray hits per exposure per megapixel"
+    )
+    hot_pixel_fraction: float = Field(0.0, ge=0, le=0.01, description="fraction of hot pixels")
+    bright_stars: int = Field(0, ge=0, description="bright (14-17 mag) stars per tile")
+    full_well_e: float = Field(9.0e4, gt=0, description="full well per exposure [e-]")
+
+    def render_settings(self) -> RenderSettings:
+        """The drawing settings (GalSim's default accuracy parameters)."""
+        return RenderSettings(
+            paper_setup=self.paper_setup,
+            bulge_truncation=self.bulge_truncation,
+            max_stamp_pixels=self.max_stamp_pixels,
+        )
+
+    def detector_effects(self) -> DetectorEffects:
+        """The noise switch and detector defects."""
+        return DetectorEffects.model_validate(
+            self.model_dump(include=set(DetectorEffects.model_fields))
+        )
 
 
 @dataclass(frozen=True)

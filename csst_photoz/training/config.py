@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..config_files import read_toml_table
+from ..config_files import format_validation_error, read_sections
 
 __all__ = [
     "KINDS",
@@ -267,9 +267,10 @@ def load_config(path: str | Path) -> TrainingConfig:
     Parameters
     ----------
     path
-        The TOML file. Other top-level keys or tables are errors, as are unknown keys inside
-        ``[training]``. Relative ``mlp_checkpoint`` / ``cnn_checkpoint`` paths are taken
-        relative to the file's folder.
+        A project file (``docs/configuration.md``) with a ``[training]`` table; its other
+        sections are not read, unknown tables and unknown keys inside ``[training]`` are
+        errors. Relative ``mlp_checkpoint`` / ``cnn_checkpoint`` paths are taken relative to
+        the file's folder.
 
     Returns
     -------
@@ -281,14 +282,13 @@ def load_config(path: str | Path) -> TrainingConfig:
         If the file does not exist.
     ValueError
         On invalid TOML, a missing ``[training]`` table, unknown keys or invalid values; the
-        message names the file.
+        message names the file, the section and the key.
     """
     path = Path(path)
-    table = read_toml_table(path, "training", what="training")
-    for name in ("mlp_checkpoint", "cnn_checkpoint"):
-        if isinstance(table.get(name), str) and not Path(table[name]).is_absolute():
-            table[name] = str(path.parent / table[name])
+    sections = read_sections(path, top_level_instrument=False, what="training")
+    if "training" not in sections:
+        raise ValueError(f"{path}: no [training] table")
     try:
-        return TrainingConfig.model_validate(table)
+        return TrainingConfig.model_validate(sections["training"])
     except ValidationError as error:
-        raise ValueError(f"{path}: invalid [training] settings:\n{error}") from None
+        raise format_validation_error(error, source=str(path), section="training") from None
