@@ -18,12 +18,10 @@ import time
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from distributed import Client, as_completed
-from tqdm.auto import tqdm
+from distributed import Client
 
 from .. import __version__
 from ..checkpoints import checkpoint_files, shipped_checkpoints
@@ -32,6 +30,7 @@ from ..io.tile_fits import CSST_BANDS
 from ..io.tile_sources import TileSource, iter_tile_sources
 from .cluster import connect
 from .config import PipelineConfig
+from .submit import default_window, submit_bounded, task_per_item
 from .tile_task import CheckpointRef, TileJob, TileResult, process_tile
 
 __all__ = ["RunSummary", "resolve_checkpoints", "run"]
@@ -189,41 +188,36 @@ def _submit_all(
     progress: bool,
     total: int | None,
 ) -> None:
-    source_of: dict[str, TileSource] = {}
-
-    def submit(source: TileSource) -> Any:
-        future = client.submit(
-            process_tile, source, job, key=f"photoz-tile-{source.digest}", retries=retries,
-            pure=False,
-        )  # fmt: skip
-        source_of[future.key] = source
-        return future
-
-    pending = as_completed([submit(source) for source in islice(sources, window)])
     start = time.perf_counter()
-    with tqdm(total=total, desc="tiles", unit="tile", disable=not progress) as bar:
-        for future in pending:
-            source = source_of.pop(future.key)
-            try:
-                result = future.result()
-            except Exception as error:  # retries exhausted: a worker kept dying, or a bug
-                reason = "".join(traceback.format_exception_only(type(error), error)).strip()
-                failure = TileFailure(source.key, reason, source.tile_id, "error")
-                store.record_failure(source.digest, failure)
-                summary.tiles_failed += 1
-                summary.failures.append(failure)
-            else:
-                _record(store, source, result, summary)
-            future.release()
-            elapsed = max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(
-                done=summary.tiles_done, failed=summary.tiles_failed,
-                galaxies_s=f"{summary.galaxies / elapsed:.0f}",
-            )  # fmt: skip
-            bar.update(1)
-            following = next(sources, None)
-            if following is not None:
-                pending.add(submit(following))
+
+    def counters() -> dict[str, Any]:
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        return {
+            "done": summary.tiles_done,
+            "failed": summary.tiles_failed,
+            "galaxies_s": f"{summary.galaxies / elapsed:.0f}",
+        }
+
+    submit = task_per_item(client, process_tile, key=_tile_key, job=job)
+    for outcome in submit_bounded(
+        client, sources, submit, window=window, retries=retries, total=total,
+        progress=progress, desc="tiles", unit="tile", postfix=counters,
+    ):  # fmt: skip
+        source = outcome.item
+        if outcome.error is None:
+            _record(store, source, outcome.result, summary)
+            continue
+        # retries exhausted: a worker kept dying, or a bug (bad tile data is a TileResult)
+        error = outcome.error
+        reason = "".join(traceback.format_exception_only(type(error), error)).strip()
+        failure = TileFailure(source.key, reason, source.tile_id, "error")
+        store.record_failure(source.digest, failure)
+        summary.tiles_failed += 1
+        summary.failures.append(failure)
+
+
+def _tile_key(source: TileSource) -> str:
+    return f"photoz-tile-{source.digest}"
 
 
 def run(
@@ -321,7 +315,7 @@ def run(
     with connect(**cluster, n_workers=n_workers, memory_limit=memory_limit) as dask_client:
         if progress:
             print(f"Dask dashboard: {dask_client.dashboard_link}", flush=True)
-        window = config.max_in_flight or 2 * max(1, sum(dask_client.nthreads().values()))
+        window = config.max_in_flight or default_window(dask_client)
         start = time.perf_counter()
         _submit_all(
             dask_client, sources, job, store, summary, retries=config.retries, window=window,

@@ -129,7 +129,8 @@ def submit_bounded(
     desc, unit
         The progress bar's label and unit.
     postfix
-        Extra counters for the progress bar, read after the caller has handled each outcome.
+        Counters for the progress bar, read after the caller has handled each outcome (they
+        replace the default ``done`` and ``failed`` counts of outcomes where the names meet).
 
     Yields
     ------
@@ -174,7 +175,7 @@ def submit_bounded(
                 del future
                 yield outcome
                 done, failed = done + (not outcome.failed), failed + outcome.failed
-                bar.set_postfix(done=done, failed=failed, **(postfix() if postfix else {}))
+                bar.set_postfix({"done": done, "failed": failed, **(postfix() if postfix else {})})
                 bar.update(1)
                 following = next(queue, _END)
                 if following is not _END:
