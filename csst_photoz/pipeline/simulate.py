@@ -15,11 +15,9 @@ import time
 from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import islice
 from pathlib import Path
 
-from distributed import Client, as_completed
-from tqdm.auto import tqdm
+from distributed import Client, Future
 
 from ..instrument import Instrument, InstrumentConfig
 from ..io import read_parquet_table, write_parquet_atomic
@@ -28,6 +26,7 @@ from ..io.tile_zarr import TileZarrWriter, tile_size_on_disk
 from ..sim.population import PopulationConfig
 from ..sim.render import RenderSettings
 from ..sim.tiles import DetectorEffects, TileSpec, band_planes, tile_attributes, tile_truth
+from .submit import submit_bounded
 
 __all__ = ["TileSimulationResult", "simulate_tiles"]
 
@@ -70,7 +69,7 @@ def _prepare_tile(
     """Draw the tile's galaxies, write its truth table, and stage its zarr group."""
     store = tile_store_path(out_dir, spec.tile_id)
     truth_path = tile_truth_path(out_dir, spec.tile_id)
-    if not overwrite and store.exists() and truth_path.exists():
+    if not overwrite and _is_finished(Path(out_dir), spec.tile_id):  # e.g. by a concurrent run
         return _Prepared(spec, None, truth_path, -1)
     for stale in store.parent.glob(f".{store.name}.*.tmp"):  # left by an interrupted run
         shutil.rmtree(stale, ignore_errors=True)
@@ -164,71 +163,66 @@ def simulate_tiles(
     Returns
     -------
     list of TileSimulationResult
-        One per tile, in completion order.
+        One per tile: the tiles found finished (``skipped``) first, then the others in
+        completion order.
+
+    Raises
+    ------
+    RuntimeError
+        When a tile still fails after ``retries`` (naming the tile); the tiles in flight are
+        cancelled, those finished stay, so a rerun resumes.
     """
     instrument = instrument if instrument is not None else Instrument.default()
     population_config = population_config if population_config is not None else PopulationConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    window = max_in_flight or 2 * max(1, sum(client.nthreads().values()))
-    instrument_json = instrument.config.model_dump_json()
-    specs_iter: Iterator[TileSpec] = iter(specs)
-
-    settings = {"instrument_json": instrument_json, "render": render, "effects": effects}
+    settings = {
+        "instrument_json": instrument.config.model_dump_json(),
+        "render": render,
+        "effects": effects,
+    }
     n_bands = len(instrument.band_names)
 
-    def submit(spec: TileSpec):
+    def submit(spec: TileSpec) -> Future:
         """Three steps per tile: stage, one task per band (in parallel), commit."""
         name = f"{spec.seed}-{spec.tile_id}"
         prepared = client.submit(
-            _prepare_tile,
-            spec,
-            str(out_dir),
-            population_config=population_config,
-            overwrite=overwrite,
-            key=f"tile-prepare-{name}",
-            retries=retries,
-            pure=False,
-            **settings,
-        )
+            _prepare_tile, spec, str(out_dir), population_config=population_config,
+            overwrite=overwrite, key=f"tile-prepare-{name}", pure=False, **settings,
+        )  # fmt: skip
         bands = [
             client.submit(
-                _render_band,
-                prepared,
-                b,
-                key=f"tile-band-{name}-{b}",
-                retries=retries,
-                pure=False,
-                **settings,
+                _render_band, prepared, b, key=f"tile-band-{name}-{b}", pure=False, **settings
             )
             for b in range(n_bands)
         ]
-        return client.submit(
-            _commit_tile, prepared, *bands, key=f"tile-commit-{name}", retries=retries, pure=False
-        )
+        return client.submit(_commit_tile, prepared, *bands, key=f"tile-commit-{name}", pure=False)
 
     results: list[TileSimulationResult] = []
-    tile_of = {}
-    first = []
-    for spec in islice(specs_iter, window):
-        future = submit(spec)
-        tile_of[future.key] = spec.tile_id
-        first.append(future)
-    pending = as_completed(first)
+
+    def pending() -> Iterator[TileSpec]:  # finished tiles are reported, not submitted
+        for spec in specs:
+            if not overwrite and _is_finished(out_dir, spec.tile_id):
+                store = tile_store_path(out_dir, spec.tile_id)
+                results.append(
+                    TileSimulationResult(spec.tile_id, -1, 0.0, tile_size_on_disk(store), True)
+                )
+            else:
+                yield spec
+
     total = len(specs) if isinstance(specs, Sized) else None
-    with tqdm(desc="tiles", unit="tile", total=total, disable=not progress) as bar:
-        for future in pending:
-            try:
-                results.append(future.result())
-            except Exception as exc:
-                raise RuntimeError(
-                    f"tile {tile_of[future.key]} failed after {retries} retries: {exc}"
-                ) from exc
-            future.release()
-            bar.update(1)
-            following = next(specs_iter, None)
-            if following is not None:
-                new = submit(following)
-                tile_of[new.key] = following.tile_id
-                pending.add(new)
+    for outcome in submit_bounded(
+        client, pending(), submit, window=max_in_flight, retries=retries, total=total,
+        progress=progress, desc="tiles", unit="tile",
+    ):  # fmt: skip
+        if outcome.error is not None:
+            raise RuntimeError(
+                f"tile {outcome.item.tile_id} failed after {retries} retries: {outcome.error}"
+            ) from outcome.error
+        results.append(outcome.result)
     return results
+
+
+def _is_finished(out_dir: Path, tile_id: int) -> bool:
+    """Whether a tile's published zarr group and truth table are both in ``out_dir``."""
+    return tile_store_path(out_dir, tile_id).exists() and tile_truth_path(out_dir, tile_id).exists()

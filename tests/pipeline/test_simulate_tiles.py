@@ -93,3 +93,30 @@ def test_connect_rejects_two_cluster_sources():
         connect(address="tcp://x:1", scheduler_file="f"),
     ):
         pass
+
+
+def test_a_run_stopped_by_a_failing_tile_resumes_to_the_uninterrupted_result(
+    tmp_path, two_worker_client, instrument
+):
+    specs = [TileSpec(tile_id, 32, 32, 4) for tile_id in range(3)]
+    blocker = tile_truth_path(tmp_path / "resumed", 2)
+    blocker.mkdir(parents=True)  # a folder where tile 2's truth must go: that tile fails
+    with pytest.raises(RuntimeError, match="tile 2 failed after 0 retries"):
+        simulate_tiles(
+            specs, tmp_path / "resumed", client=two_worker_client, instrument=instrument,
+            retries=0, max_in_flight=1, progress=False,
+        )  # fmt: skip
+    blocker.rmdir()
+    resumed = simulate_tiles(
+        specs, tmp_path / "resumed", client=two_worker_client, instrument=instrument,
+        progress=False,
+    )  # fmt: skip
+    assert {r.tile_id: r.skipped for r in resumed} == {0: True, 1: True, 2: False}
+    simulate_tiles(
+        specs, tmp_path / "whole", client=two_worker_client, instrument=instrument, progress=False
+    )
+    for spec in specs:
+        a = read_tile_zarr(tile_store_path(tmp_path / "resumed", spec.tile_id))
+        b = read_tile_zarr(tile_store_path(tmp_path / "whole", spec.tile_id))
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.mask, b.mask)
