@@ -16,9 +16,9 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from numpy.typing import NDArray
 
-__all__ = ["MaskBit", "Tile"]
+from .constants import AB_ZERO_POINT_NJY
 
-_NJY_PER_AB_ZERO = 3631.0e9
+__all__ = ["MaskBit", "Tile"]
 
 
 class MaskBit(enum.IntFlag):
@@ -118,7 +118,7 @@ class Tile:
 
     def electrons_per_njy(self) -> NDArray[np.float64]:
         """Per band: electrons in the summed image per nJy of source flux density."""
-        return np.array(self.zero_point_rate) * np.array(self.exposure_time) / _NJY_PER_AB_ZERO
+        return np.array(self.zero_point_rate) * np.array(self.exposure_time) / AB_ZERO_POINT_NJY
 
     def band_index(self, band: str) -> int:
         """Position of a band on the first axis."""

@@ -15,6 +15,7 @@ from astropy.constants import h as planck_h
 from astropy.table import QTable
 from numpy.typing import ArrayLike, NDArray
 
+from ..constants import AB_ZERO_POINT_NJY
 from .bandpass import Bandpass
 from .config import InstrumentConfig, load_config
 from .noise import background_noise_per_pixel, limiting_signal
@@ -27,8 +28,7 @@ __all__ = ["DEFAULT_DEPTH_APERTURE_ARCSEC", "Instrument"]
 #: 1.5 x the 0.15" 80%-encircled-energy radius of the CSST requirement.
 DEFAULT_DEPTH_APERTURE_ARCSEC = 0.225
 
-_AB_ZERO_FLUX = (3631.0 * u.Jy).to(u.erg / u.s / u.cm**2 / u.Hz)
-_NJY_PER_AB_ZERO = 3631.0e9
+_AB_ZERO_FLUX = (AB_ZERO_POINT_NJY * u.nJy).to(u.erg / u.s / u.cm**2 / u.Hz)
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,7 +125,7 @@ class Instrument:
 
     def electrons_per_njy(self, band: str) -> float:
         """Electrons in the band's summed image per nJy of source flux density."""
-        return self.zero_point_rate(band) * self.exposure_time(band) / _NJY_PER_AB_ZERO
+        return self.zero_point_rate(band) * self.exposure_time(band) / AB_ZERO_POINT_NJY
 
     def mag_to_electrons(self, mag: ArrayLike, band: str) -> NDArray[np.float64]:
         """Electrons in the summed image of a source of AB magnitude ``mag``."""

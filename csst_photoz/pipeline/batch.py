@@ -25,8 +25,8 @@ from distributed import Client
 
 from .. import __version__
 from ..checkpoints import checkpoint_files, shipped_checkpoints
+from ..constants import CSST_BANDS
 from ..io.run_store import RunStore, TileFailure
-from ..io.tile_fits import CSST_BANDS
 from ..io.tile_sources import TileSource, iter_tile_sources
 from .cluster import connect
 from .config import PipelineConfig
