@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import __version__
+from ..fields import described_field
 from ..instrument import Instrument
 from .population import BPZ_CLASSES, Population, PopulationConfig, sample_population
 from .selection import kron_like_snr, select_snr
@@ -44,22 +45,16 @@ _BAND_COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 
-def _field(name: str, dtype: pa.DataType, unit: str, description: str) -> pa.Field:
-    return pa.field(
-        name, dtype, nullable=False, metadata={"unit": unit, "description": description}
-    )
-
-
 def truth_schema(band_names: tuple[str, ...]) -> pa.Schema:
     """Arrow schema of a truth catalogue for the given bands (units in field metadata)."""
-    fields = [_field(name, *spec) for name, spec in TRUTH_COLUMNS.items()]
+    columns = [(name, *spec) for name, spec in TRUTH_COLUMNS.items()]
     for template, (unit, description) in _BAND_COLUMNS.items():
-        fields += [
-            _field(template.format(b=band), pa.float64(), unit, f"{description} ({band})")
+        columns += [
+            (template.format(b=band), pa.float64(), unit, f"{description} ({band})")
             for band in band_names
         ]
-    fields.append(_field("selected", pa.bool_(), "", "passes SNR > 10 in g or i (the paper's cut)"))
-    return pa.schema(fields)
+    columns.append(("selected", pa.bool_(), "", "passes SNR > 10 in g or i (the paper's cut)"))
+    return pa.schema([described_field(*column, nullable=False) for column in columns])
 
 
 def _component_electrons(

@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
+from ..fields import described_field
 from ..instrument import Instrument
 from ..photometry import PhotometryConfig, measure_sources
 from .catalog import simulate_catalog
@@ -353,7 +354,7 @@ def render_stamps(
     }
     table = truth
     for name, (values, unit, description) in columns.items():
-        table = table.append_column(_field(name, values.type, unit, description), values)
+        table = table.append_column(described_field(name, values.type, unit, description), values)
     if measure:
         measured = measure_stamps(
             stamps,
@@ -379,10 +380,6 @@ def render_stamps(
         }
     )
     return stamps, table.replace_schema_metadata(metadata)
-
-
-def _field(name: str, dtype: pa.DataType, unit: str, description: str) -> pa.Field:
-    return pa.field(name, dtype, metadata={"unit": unit, "description": description})
 
 
 def measure_stamps(
@@ -491,11 +488,11 @@ def measure_stamps(
     for b in bands:
         descriptions[f"kron_flux_{b}"] = ("electron", f"1 x Kron aperture flux ({b})")
         descriptions[f"kron_flux_err_{b}"] = ("electron", f"error of kron_flux_{b}")
-    fields = [_field(name, pa.float64(), *descriptions[name]) for name in values]
+    fields = [described_field(name, pa.float64(), *descriptions[name]) for name in values]
     arrays = [pa.array(values[name]) for name in values]
     fields += [
-        _field("kron_flags", pa.int32(), "", "csst_photoz.photometry.SourceFlag bits"),
-        _field("detected", pa.bool_(), "", "a detection lies within the match distance"),
+        described_field("kron_flags", pa.int32(), "", "csst_photoz.photometry.SourceFlag bits"),
+        described_field("detected", pa.bool_(), "", "a detection lies within the match distance"),
     ]
     arrays += [pa.array(flags), pa.array(detected)]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
