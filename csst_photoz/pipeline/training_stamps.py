@@ -2,8 +2,9 @@
 
 The truth catalogue is drawn on the client (small); batches of rows, aligned with the stamp
 array's chunks of objects, go to the workers, which render, measure and write their own rows of
-``stamps.zarr`` (disjoint chunks, so no two workers touch one chunk) and return the batch's
-table. The table is written last, as ``stamps.parquet``, in row order.
+``stamps.zarr`` (disjoint chunks, so no two workers touch one chunk) with the batch's table rows
+(`~csst_photoz.io.training_set.TrainingSetWriter`). The table is written last, as
+``stamps.parquet``, in row order.
 
 A *slice* (`~csst_photoz.pipeline.slices.SliceSpec`) renders one contiguous range of rows of the
 same truth catalogue (drawn whole from the seed, then cut), with their global ``stamp_index``;
@@ -16,15 +17,17 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import zarr
 from distributed import Client, as_completed
 from tqdm.auto import tqdm
 
 from ..instrument import Instrument, InstrumentConfig
-from ..io import write_parquet_atomic
-from ..io.training_sets import SLICE_ATTR, SLICE_METADATA_KEY, STAMP_CHUNK_OBJECTS
+from ..io.training_set import (
+    STAMP_CHUNK_OBJECTS,
+    TrainingSetSettings,
+    TrainingSetWriter,
+    begin_training_set,
+)
 from ..sim.catalog import simulate_catalog
 from ..sim.population import PopulationConfig
 from ..sim.stamps import neighbour_pool, render_stamps
@@ -75,7 +78,7 @@ def _render_batch(
     size: int,
     first_row: int = 0,
 ) -> tuple[int, pa.Table]:
-    """Render rows ``start...`` of the set into rows ``start - first_row...`` of ``store``."""
+    """Render rows ``start...`` of the set into rows ``start - first_row...`` of the folder."""
     instrument, pool = _worker_state(config_json, population_json, seed)
     stamps, table = render_stamps(
         truth,
@@ -86,8 +89,7 @@ def _render_batch(
         population_config=PopulationConfig.model_validate_json(population_json),
         index_offset=start,
     )
-    local = start - first_row
-    zarr.open_array(Path(store) / "stamps", mode="r+")[local : local + truth.num_rows] = stamps
+    TrainingSetWriter(store).write_block(start - first_row, stamps, table)
     return start, table
 
 
@@ -136,30 +138,17 @@ def simulate_stamps(
     )
     first, stop = (0, n) if slice_spec is None else slice_spec.bounds(n)
     truth = truth.slice(first, stop - first)
-    bands = instrument.band_names
-    store = out_dir / "stamps.zarr"
-    group = zarr.open_group(store, mode="w")
-    group.create_array(
-        "stamps",
-        shape=(stop - first, len(bands), size, size),
-        chunks=(STAMP_CHUNK_OBJECTS, len(bands), size, size),
-        dtype=np.float32,
-        compressors=zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),
+    settings = TrainingSetSettings(
+        n=stop - first,
+        bands=tuple(instrument.band_names),
+        size=size,
+        seed=seed,
+        pixel_scale_arcsec=instrument.config.pixel_scale_arcsec,
+        instrument_config=json.loads(instrument.config.model_dump_json()),
+        selected_only=selected_only,
+        slice=None if slice_spec is None else slice_spec.metadata(n),
     )
-    group.attrs.update(
-        {
-            "format": "csst_photoz.stamps",
-            "bands": list(bands),
-            "size": size,
-            "unit": "electron",
-            "pixel_scale_arcsec": instrument.config.pixel_scale_arcsec,
-            "seed": seed,
-            "selected_only": selected_only,
-            "instrument_config": json.loads(instrument.config.model_dump_json()),
-        }
-    )
-    if slice_spec is not None:
-        group.attrs[SLICE_ATTR] = slice_spec.metadata(n)
+    writer = begin_training_set(out_dir, settings, resume=False)
     batch = STAMP_CHUNK_OBJECTS * batch_chunks
     kwargs = {
         "config_json": instrument.config.model_dump_json(),
@@ -172,7 +161,7 @@ def simulate_stamps(
             _render_batch,
             truth.slice(start - first, batch),
             start,
-            str(store),
+            str(writer.folder),
             **kwargs,
             first_row=first,
             key=f"stamps-{seed}-{start}",
@@ -181,16 +170,8 @@ def simulate_stamps(
         )
         for start in range(first, stop, batch)
     ]
-    tables: dict[int, pa.Table] = {}
     with tqdm(total=stop - first, desc="stamps", unit="stamp", disable=not progress) as bar:
         for future in as_completed(futures):
-            start, table = future.result()
-            tables[start] = table
+            _, table = future.result()
             bar.update(table.num_rows)
-    table = pa.concat_tables([tables[start] for start in sorted(tables)])
-    if slice_spec is not None:
-        metadata = {**(table.schema.metadata or {})}
-        metadata[SLICE_METADATA_KEY] = json.dumps(slice_spec.metadata(n)).encode()
-        table = table.replace_schema_metadata(metadata)
-    write_parquet_atomic(table, out_dir / "stamps.parquet")
-    return table
+    return writer.finish()
