@@ -12,6 +12,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import __version__
+from .cli_options import (
+    add_cluster_options,
+    add_config_options,
+    cluster_arguments,
+    positive_int,
+    project_overrides,
+)
 from .evaluation.cli import add_evaluate_parser
 from .pipeline.cli import add_catalog_parser, add_demo_parser, add_run_parser
 from .pipeline.slices import parse_slice
@@ -19,14 +26,24 @@ from .training.cli import add_calibrate_parser, add_predict_parser, add_train_pa
 
 if TYPE_CHECKING:  # the CLI imports the heavy modules lazily so that --help is instant
     from .instrument import Instrument
+    from .project_config import ProjectConfig
 
 __all__ = ["main"]
 
 
-def _instrument(path: Path | None) -> Instrument:
+def _project(
+    args: argparse.Namespace, shorthands: dict[str, object] | None = None
+) -> ProjectConfig:
+    """The project configuration of a command: ``--config``, then ``--set``, then flags."""
+    from .project_config import load_project_config
+
+    return load_project_config(args.config, overrides=project_overrides(args, shorthands))
+
+
+def _instrument(args: argparse.Namespace) -> Instrument:
     from .instrument import Instrument
 
-    return Instrument.from_toml(path) if path is not None else Instrument.default()
+    return Instrument(_project(args).instrument)
 
 
 def depth_report(instrument: Instrument) -> str:
@@ -60,17 +77,16 @@ def depth_report(instrument: Instrument) -> str:
 
 
 def _cmd_instrument(args: argparse.Namespace) -> int:
-    print(depth_report(_instrument(args.config)))
+    print(depth_report(_instrument(args)))
     return 0
 
 
 def _simulate_catalog(
-    n: int, seed: int, out: Path, config: Path | None, plot: Path | None, quiet: bool
+    n: int, seed: int, out: Path, instrument: Instrument, plot: Path | None, quiet: bool
 ) -> None:
     from .io import write_parquet_atomic
     from .sim import catalog_summary, format_summary, plot_catalog, simulate_catalog
 
-    instrument = _instrument(config)
     start = time.perf_counter()
     table = simulate_catalog(n, seed=seed, instrument=instrument)
     elapsed = time.perf_counter() - start
@@ -83,16 +99,26 @@ def _simulate_catalog(
 
 
 def _cmd_simulate_catalog(args: argparse.Namespace) -> int:
-    _simulate_catalog(args.n, args.seed, args.out, args.config, args.plot, args.quiet)
+    _simulate_catalog(args.n, args.seed, args.out, _instrument(args), args.plot, args.quiet)
     return 0
 
 
 def _cmd_simulate_tiles(args: argparse.Namespace) -> int:
+    from .instrument import Instrument
     from .pipeline import connect, simulate_tiles
-    from .sim.render import RenderSettings
-    from .sim.tiles import DetectorEffects, tile_grid
+    from .sim.tiles import tile_grid
 
-    instrument = _instrument(args.config)
+    project = _project(
+        args,
+        {
+            "simulation.paper_setup": args.paper_setup,
+            "simulation.noise": args.noise,
+            "simulation.cosmic_rays_per_mpix": args.cosmic_rays,
+            "simulation.hot_pixel_fraction": args.hot_pixels,
+            "simulation.bright_stars": args.bright_stars,
+        },
+    )
+    instrument = Instrument(project.instrument)
     specs = tile_grid(
         args.n_tiles,
         nx=args.size,
@@ -105,21 +131,15 @@ def _cmd_simulate_tiles(args: argparse.Namespace) -> int:
         start, stop = args.slice.bounds(len(specs))
         specs = specs[start:stop]
         part = f" (slice {args.slice}: tile ids {start}..{stop - 1})"
-    effects = DetectorEffects(
-        noise=not args.no_noise,
-        cosmic_rays_per_mpix=args.cosmic_rays,
-        hot_pixel_fraction=args.hot_pixels,
-        bright_stars=args.bright_stars,
-    )
     start = time.perf_counter()
-    with connect(scheduler_file=args.scheduler_file, n_workers=args.workers) as client:
+    with connect(**cluster_arguments(args)) as client:
         results = simulate_tiles(
             specs,
             args.out,
             client=client,
             instrument=instrument,
-            render=RenderSettings(paper_setup=args.paper_setup),
-            effects=effects,
+            render=project.simulation.render_settings(),
+            effects=project.simulation.detector_effects(),
             overwrite=args.overwrite,
         )
     elapsed = time.perf_counter() - start
@@ -141,11 +161,11 @@ def _cmd_simulate_stamps(args: argparse.Namespace) -> int:
     from .io.paths import slice_folder
     from .pipeline import connect, simulate_stamps
 
-    instrument = _instrument(args.config)
+    instrument = _instrument(args)
     out = args.out if args.slice is None else slice_folder(args.out, args.slice.index)
     part = "" if args.slice is None else f" (slice {args.slice} of {args.n})"
     start = time.perf_counter()
-    with connect(scheduler_file=args.scheduler_file, n_workers=args.workers) as client:
+    with connect(**cluster_arguments(args)) as client:
         n_workers = len(client.nthreads())
         table = simulate_stamps(
             args.n,
@@ -186,23 +206,11 @@ def _cmd_simulate_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
 def _add_slice_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--slice", type=parse_slice, metavar="INDEX/COUNT",
         help=f"only slice INDEX (0-based) of COUNT contiguous ranges of {what} (job arrays)",
     )  # fmt: skip
-
-
-def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=_positive_int, help="local Dask workers (default: cores)")
-    parser.add_argument("--scheduler-file", type=Path, help="use a running Dask cluster")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,47 +225,57 @@ def build_parser() -> argparse.ArgumentParser:
     instrument = commands.add_parser(
         "instrument", help="print the instrument model's figures beside the paper's"
     )
-    instrument.add_argument("--config", type=Path, help="instrument TOML overriding defaults")
+    add_config_options(instrument, sections="[instrument]")
     instrument.set_defaults(func=_cmd_instrument)
 
     simulate = commands.add_parser("simulate", help="simulate mock data")
     what = simulate.add_subparsers(dest="what", required=True, metavar="WHAT")
     catalog = what.add_parser("catalog", help="a truth catalogue with synthetic photometry")
-    catalog.add_argument("--n", type=_positive_int, required=True, help="number of galaxies")
+    catalog.add_argument("--n", type=positive_int, required=True, help="number of galaxies")
     catalog.add_argument("--seed", type=int, required=True, help="master random seed")
     catalog.add_argument("--out", type=Path, required=True, help="output Parquet file")
-    catalog.add_argument("--config", type=Path, help="instrument TOML overriding defaults")
+    add_config_options(catalog, sections="[instrument]")
     catalog.add_argument("--plot", type=Path, help="also save n(z) and colour tracks (PNG)")
     catalog.add_argument("--quiet", action="store_true", help="do not print the summary")
     catalog.set_defaults(func=_cmd_simulate_catalog)
 
     tiles = what.add_parser("tiles", help="seven-band sky tiles (zarr) with truth tables")
-    tiles.add_argument("--n-tiles", type=_positive_int, required=True, help="number of tiles")
-    tiles.add_argument("--size", type=_positive_int, default=2048, help="tile side [pixels]")
+    tiles.add_argument("--n-tiles", type=positive_int, required=True, help="number of tiles")
+    tiles.add_argument("--size", type=positive_int, default=2048, help="tile side [pixels]")
     tiles.add_argument("--seed", type=int, required=True, help="master random seed")
     tiles.add_argument("--out", type=Path, required=True, help="output folder")
-    tiles.add_argument("--config", type=Path, help="instrument TOML overriding defaults")
+    add_config_options(tiles, sections="[instrument] and [simulation]")
     tiles.add_argument(
-        "--paper-setup", action="store_true", help="one morphology in all bands and no PSF"
+        "--paper-setup", action="store_true", default=None,
+        help="one morphology in all bands and no PSF (simulation.paper_setup = true)",
+    )  # fmt: skip
+    tiles.add_argument(
+        "--no-noise", action="store_false", dest="noise", default=None,
+        help="noiseless images (simulation.noise = false)",
+    )  # fmt: skip
+    tiles.add_argument(
+        "--cosmic-rays", type=float, help="hits/exposure/Mpix (simulation.cosmic_rays_per_mpix)"
     )
-    tiles.add_argument("--no-noise", action="store_true", help="noiseless images")
-    tiles.add_argument("--cosmic-rays", type=float, default=0.0, help="hits/exposure/Mpix")
-    tiles.add_argument("--hot-pixels", type=float, default=0.0, help="fraction of hot pixels")
-    tiles.add_argument("--bright-stars", type=int, default=0, help="saturating stars per tile")
+    tiles.add_argument(
+        "--hot-pixels", type=float, help="fraction of hot pixels (simulation.hot_pixel_fraction)"
+    )
+    tiles.add_argument(
+        "--bright-stars", type=int, help="saturating stars per tile (simulation.bright_stars)"
+    )
     _add_slice_option(tiles, "tile ids; all slices share OUT")
-    _add_cluster_options(tiles)
+    add_cluster_options(tiles)
     tiles.add_argument("--overwrite", action="store_true", help="re-simulate finished tiles")
     tiles.set_defaults(func=_cmd_simulate_tiles)
 
     stamps = what.add_parser("stamps", help="seven-band training stamps (zarr) + table (Parquet)")
-    stamps.add_argument("--n", type=_positive_int, required=True, help="number of stamps")
+    stamps.add_argument("--n", type=positive_int, required=True, help="number of stamps")
     stamps.add_argument("--seed", type=int, required=True, help="master random seed")
     stamps.add_argument("--out", type=Path, required=True, help="output folder")
-    stamps.add_argument("--size", type=_positive_int, default=64, help="stamp side [pixels]")
+    stamps.add_argument("--size", type=positive_int, default=64, help="stamp side [pixels]")
     stamps.add_argument("--all", action="store_true", help="not only the SNR > 10 (g|i) sample")
-    stamps.add_argument("--config", type=Path, help="instrument TOML overriding defaults")
+    add_config_options(stamps, sections="[instrument]")
     _add_slice_option(stamps, "rows, into OUT/slice_INDEX (join them with merge)")
-    _add_cluster_options(stamps)
+    add_cluster_options(stamps)
     stamps.set_defaults(func=_cmd_simulate_stamps)
 
     merge = what.add_parser("merge", help="merge training-set folders (stamps) into one")

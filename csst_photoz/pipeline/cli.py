@@ -2,8 +2,9 @@
 
 ::
 
-    csst-photoz run TILES... --out DIR [--models DIR|FILE ...] [--config run.toml]
-                    [--scheduler-file F | --workers N] [--device cpu|cuda|auto] [--overwrite]
+    csst-photoz run TILES... --out DIR [--models DIR|FILE ...] [--config project.toml]
+                    [--set section.key=value ...] [--device cpu|cuda|auto] [--threads N]
+                    [--scheduler-file F | --workers N [--memory-limit M]] [--overwrite]
     csst-photoz catalog finalize RUN_DIR [--out DIR] [--name catalog] [--workers N]
     csst-photoz demo --out DIR [--tiles 3] [--size 2048] [--seed 2022] [--workers N]
 
@@ -16,14 +17,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..cli_options import (
+    add_cluster_options,
+    add_config_options,
+    cluster_arguments,
+    positive_int,
+    project_overrides,
+)
+
 __all__ = ["add_catalog_parser", "add_demo_parser", "add_run_parser"]
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def _models_argument(values: list[Path] | None, no_models: bool) -> Any:
@@ -35,20 +37,19 @@ def _models_argument(values: list[Path] | None, no_models: bool) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from ..project_config import load_project_config
     from .batch import run
-    from .config import PipelineConfig, load_pipeline_config
 
-    config = load_pipeline_config(args.config) if args.config else PipelineConfig()
-    if args.device:
-        config = config.model_copy(update={"device": args.device})
+    overrides = project_overrides(
+        args, {"pipeline.device": args.device, "pipeline.threads": args.threads}
+    )
+    config = load_project_config(args.config, overrides=overrides).pipeline
     summary = run(
         args.tiles,
         args.out,
         models=_models_argument(args.models, args.no_models),
         config=config,
-        scheduler_file=args.scheduler_file,
-        n_workers=args.workers,
-        memory_limit=args.memory_limit,
+        **cluster_arguments(args),
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
@@ -68,7 +69,7 @@ def _cmd_finalize(args: argparse.Namespace) -> int:
     for record in records:
         store.verify_partition(record)
     out = args.out or store.root
-    with connect(scheduler_file=args.scheduler_file, n_workers=args.workers) as client:
+    with connect(**cluster_arguments(args)) as client:
         path = finalize_catalog(
             [store.partition_path(r.tile_id) for r in records], out,
             catalog_name=args.name, client=client, overwrite=args.overwrite,
@@ -95,17 +96,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=_positive_int, help="local Dask workers (default: cores)")
-    parser.add_argument(
-        "--memory-limit",
-        default="auto",
-        help="memory per local worker, e.g. 16GB (default: the machine's, shared; a full "
-        "9216 x 9232 tile needs about 12 GB)",
-    )
-    parser.add_argument("--scheduler-file", type=Path, help="use a running Dask cluster")
-
-
 def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``run`` (tiles -> per-tile photo-z catalogue partitions) to a parser."""
     parser = subparsers.add_parser(
@@ -121,9 +111,14 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="checkpoint folder or file (repeatable; default: the shipped checkpoints)",
     )  # fmt: skip
     parser.add_argument("--no-models", action="store_true", help="photometry only")
-    parser.add_argument("--config", type=Path, help="TOML file with a [pipeline] table")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the config")
-    _add_cluster_options(parser)
+    add_config_options(parser, sections="[pipeline] and [photometry]")
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), help="where tiles run (pipeline.device)"
+    )
+    parser.add_argument(
+        "--threads", type=positive_int, help="torch threads per CPU worker (pipeline.threads)"
+    )
+    add_cluster_options(parser)
     parser.add_argument(
         "--overwrite", action="store_true", help="discard an earlier run with other settings"
     )
@@ -143,7 +138,7 @@ def add_catalog_parser(subparsers: Any) -> argparse.ArgumentParser:
     finalize.add_argument("--out", type=Path, help="parent folder (default: RUN_DIR)")
     finalize.add_argument("--name", default="catalog", help="catalogue name (default: catalog)")
     finalize.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
-    _add_cluster_options(finalize)
+    add_cluster_options(finalize)
     finalize.set_defaults(func=_cmd_finalize)
     return parser
 
@@ -154,11 +149,11 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
         "demo", help="end to end on a small simulated field: tiles, run, HATS catalogue, report"
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--tiles", type=_positive_int, default=3, help="tiles to simulate")
-    parser.add_argument("--size", type=_positive_int, default=2048, help="tile side [pixels]")
+    parser.add_argument("--tiles", type=positive_int, default=3, help="tiles to simulate")
+    parser.add_argument("--size", type=positive_int, default=2048, help="tile side [pixels]")
     parser.add_argument("--seed", type=int, default=2022, help="master seed of the field")
     parser.add_argument("--models", type=Path, help="checkpoints (default: shipped)")
-    parser.add_argument("--workers", type=_positive_int, help="local Dask workers")
+    parser.add_argument("--workers", type=positive_int, help="local Dask workers")
     parser.add_argument("--no-finalize", action="store_true", help="skip the HATS catalogue")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=_cmd_demo)
