@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..cli_options import positive_int
 from ..metrics import calibration_metrics, coverage_scale
 
 __all__ = ["add_calibrate_arguments", "calibrate_checkpoint", "main"]
@@ -117,7 +118,7 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument("--data", required=True, type=Path, help="its training-set folder")
     parser.add_argument("--out", type=Path, help="write here instead of replacing --checkpoint")
     parser.add_argument("--batch-size", type=int, default=4096, help="rows per forward pass")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads")
     parser.set_defaults(func=main)
     return parser
 

@@ -3,7 +3,8 @@
 ::
 
     csst-photoz train {mlp,cnn,hybrid,hybrid-transfer} --data DIR --out CKPT
-        [--config file.toml] [--epochs N] [--seed S] [--no-resume]
+        [--config project.toml] [--set training.KEY=VALUE ...] [--epochs N] [--seed S]
+        [--threads N] [--no-resume]
         [--mlp-checkpoint CKPT] [--cnn-checkpoint CKPT] [--device DEV] [--quiet]
 
 ``python -m csst_photoz.training`` takes the same arguments without the word ``train``, so
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..cli_options import add_config_options, positive_int
 from .config import KINDS
 
 __all__ = [
@@ -49,9 +51,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         "--out", type=Path, required=True,
         help="best-model checkpoint; <stem>.last.pt and <stem>.log.jsonl go beside it",
     )  # fmt: skip
-    parser.add_argument("--config", type=Path, help="TOML file with a [training] table")
-    parser.add_argument("--epochs", type=_positive_int, help="maximum epochs (overrides config)")
-    parser.add_argument("--seed", type=int, help="seed of split, weights, order, augmentation")
+    add_config_options(parser, sections="[training]")
+    parser.add_argument("--epochs", type=positive_int, help="maximum epochs (training.max_epochs)")
+    parser.add_argument(
+        "--seed", type=int, help="seed of split, weights, order, augmentation (training.seed)"
+    )
+    parser.add_argument(
+        "--threads", type=positive_int, help="torch threads per process (default: torch's)"
+    )
     parser.add_argument("--mlp-checkpoint", type=Path, help="trained MLP (hybrid-transfer)")
     parser.add_argument("--cnn-checkpoint", type=Path, help="trained CNN (hybrid-transfer)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
@@ -123,10 +130,14 @@ def main(args: argparse.Namespace) -> int:
     Errors (missing files, invalid data or settings) propagate as exceptions, for the caller
     to report (`run` prints them).
     """
-    from .config import TrainingConfig, load_config
+    import torch
+
+    from ..project_config import load_project_config
     from .loop import train_model
 
-    config = load_config(args.config) if args.config is not None else TrainingConfig()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = load_project_config(args.config, overrides=args.set).training
     config = config.with_updates(
         max_epochs=args.epochs,
         seed=args.seed,

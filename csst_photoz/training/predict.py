@@ -39,6 +39,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..cli_options import positive_int
+
 __all__ = [
     "METADATA_KEY",
     "PredictionError",
@@ -313,7 +315,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         "--no-baselines", action="store_true", help="skip the kNN and gradient-boosting baselines"
     )
     parser.add_argument("--batch-size", type=int, default=4096, help="rows per forward pass")
-    parser.add_argument("--threads", type=int, default=1, help="torch / baseline threads")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch / baseline threads")
     parser.set_defaults(func=main)
     return parser
 
