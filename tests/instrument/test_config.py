@@ -309,6 +309,49 @@ def test_bands_that_is_not_a_table_is_a_value_error(tmp_path, text):
         load_config(path)
 
 
+# -- project files ---------------------------------------------------------------------------
+
+
+def test_instrument_section_of_a_project_file_is_read(tmp_path):
+    path = tmp_path / "project.toml"
+    path.write_text(
+        "[instrument]\npixel_scale_arcsec = 0.074\n[instrument.bands.y]\nn_exposures = 6\n"
+        "[training]\nseed = 3\n[pipeline]\nretries = 1\n"
+    )
+    top_level = tmp_path / "my_csst.toml"
+    top_level.write_text("pixel_scale_arcsec = 0.074\n[bands.y]\nn_exposures = 6\n")
+    assert Instrument.from_toml(path).config == load_config(top_level)
+    assert load_config(path).bands["y"].n_exposures == 6
+
+
+def test_project_file_without_an_instrument_section_gives_the_defaults(tmp_path, default_config):
+    path = tmp_path / "train.toml"
+    path.write_text("[training]\nseed = 3\n")
+    assert load_config(path) == default_config
+
+
+def test_top_level_keys_beside_sections_are_an_error(tmp_path):
+    path = tmp_path / "mixed.toml"
+    path.write_text("pixel_scale_arcsec = 0.074\n[training]\nseed = 3\n")
+    with pytest.raises(ValueError, match=r"mixed\.toml: unknown top-level key\(s\) \['pixel_scale"):
+        load_config(path)
+
+
+def test_unknown_key_in_the_instrument_section_names_file_section_and_key(tmp_path):
+    path = tmp_path / "project.toml"
+    path.write_text("[instrument.bands.g]\nn_exposure = 3\n")
+    with pytest.raises(ValueError, match=r"project\.toml[\s\S]*instrument\.bands\.g\.n_exposure: "):
+        load_config(path)
+
+
+def test_package_default_file_keeps_its_top_level_layout():
+    import tomllib
+
+    document = tomllib.loads(default_config_path().read_text())
+    assert "instrument" not in document and "pixel_scale_arcsec" in document
+    assert load_config(default_config_path()) == load_config()
+
+
 # -- immutability ----------------------------------------------------------------------------
 
 

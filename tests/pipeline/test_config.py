@@ -9,6 +9,11 @@ from csst_photoz.pipeline.config import (
 )
 
 
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
 def test_inference_batch_size_follows_the_device_unless_set():
     default = PipelineConfig()
     assert default.batch_size is None
@@ -29,3 +34,42 @@ def test_toml_pipeline_table_sets_the_batch_size(tmp_path):
     path.write_text("[pipeline]\nbatch_sise = 512\n")
     with pytest.raises(ValueError, match="batch_sise"):
         load_pipeline_config(path)
+
+
+def test_threads_is_the_key_and_torch_threads_its_older_name(tmp_path):
+    assert PipelineConfig(threads=3).torch_threads == 3
+    assert PipelineConfig(torch_threads=3) == PipelineConfig(threads=3)
+    path = tmp_path / "run.toml"
+    path.write_text("[pipeline]\ntorch_threads = 4\n")
+    assert load_pipeline_config(path).torch_threads == 4
+    path.write_text("[pipeline]\nthreads = 4\ntorch_threads = 2\n")
+    with pytest.raises(ValueError, match=r"run\.toml[\s\S]*pipeline\.torch_threads"):
+        load_pipeline_config(path)
+    with pytest.raises(ValueError, match=r"pipeline\.threads"):
+        load_pipeline_config(_write(path, "[pipeline]\nthreads = 0\n"))
+
+
+def test_project_file_photometry_section_and_the_older_nested_table(tmp_path):
+    path = _write(tmp_path / "p.toml", "[photometry]\nkron_factor = 2.0\n[training]\nseed = 1\n")
+    assert load_pipeline_config(path).photometry.kron_factor == 2.0
+    _write(path, "[pipeline]\nretries = 0\n[pipeline.photometry]\nkron_factor = 2.0\n")
+    assert load_pipeline_config(path).photometry.kron_factor == 2.0
+    with pytest.raises(ValueError, match=r"photometry\.kron: unknown key"):
+        load_pipeline_config(_write(path, "[pipeline.photometry]\nkron = 2\n"))
+    with pytest.raises(ValueError, match=r"no \[pipeline\] table"):
+        load_pipeline_config(_write(path, "[training]\nseed = 1\n"))
+    with pytest.raises(ValueError, match="pixel_scale_arcsec"):
+        load_pipeline_config(_write(path, "pixel_scale_arcsec = 0.07\n"))
+
+
+def test_run_settings_written_by_v0_1_still_match_todays_defaults():
+    """A v0.1 run folder resumes: its recorded settings are today's defaults, key for key."""
+    import json
+    from pathlib import Path
+
+    run_json = Path(__file__).parents[1] / "fixtures" / "v0_1" / "run" / "run.json"
+    recorded = json.loads(run_json.read_text())["pipeline"]
+    config = PipelineConfig.model_validate(recorded)
+    not_recorded = {"device", "batch_size", "torch_threads", "retries", "max_in_flight"}
+    assert config.model_dump(mode="json", exclude=not_recorded) == recorded
+    assert PipelineConfig.model_validate_json(config.model_dump_json()) == config
