@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -218,6 +218,38 @@ def measure_sources(
     stage = stage or untimed
     xp = array_module(images)
     bands = list(bands)
+    _check_inputs(images, variances, bands, pixel_scale_arcsec, config)
+    radii_pix = tuple(r / pixel_scale_arcsec for r in config.circular_radii_arcsec)
+
+    with stage("pixel_masks"):
+        pixels = _usable_pixels(images, variances, mask, config, overwrite_input, xp)
+    with stage("background"):
+        if config.subtract_background:
+            pixels = _subtract_background(pixels, config, xp)
+        background_rms = _background_rms(pixels.variances, pixels.valid, xp)
+    with stage("detection"):
+        detection = _detect(pixels, bands, config, xp)
+    if len(detection.found) == 0:
+        return _no_sources(pixels, detection, background_rms, radii_pix, xp)
+    with stage("kron_and_snr"):
+        kron = _kron_apertures(detection, config, xp)
+        keep, segmentation = _significant(
+            kron.detection_snr, detection.found.segmentation, config, xp
+        )
+    with stage("apertures"):
+        return _measure_kept(
+            pixels, detection, kron, keep, segmentation, background_rms, radii_pix, config, xp
+        )
+
+
+def _check_inputs(
+    images: Any,
+    variances: Any,
+    bands: list[str],
+    pixel_scale_arcsec: float,
+    config: PhotometryConfig,
+) -> None:
+    """Raise a ValueError naming the problem with the stacks, band names or pixel scale."""
     if images.ndim != 3 or tuple(images.shape) != tuple(variances.shape):
         raise ValueError(
             f"images {tuple(images.shape)} and variances {tuple(variances.shape)} must be "
@@ -231,132 +263,194 @@ def measure_sources(
     if not pixel_scale_arcsec > 0:
         raise ValueError(f"pixel_scale_arcsec must be > 0, got {pixel_scale_arcsec}")
 
-    with stage("pixel_masks"):
-        given = (images, variances)
-        images = xp.asarray(images, dtype=xp.float32)
-        variances = xp.asarray(variances, dtype=xp.float32)
-        # may the stacks be changed in place? (asked for, or converted copies made just now)
-        own_images = _may_write(images, overwrite_input or images is not given[0])
-        own_variances = _may_write(variances, overwrite_input or variances is not given[1])
-        valid = xp.isfinite(images) & xp.isfinite(variances) & (variances >= 0)
-        saturated = None
-        if mask is not None:
-            mask = mask[None] if mask.ndim == 2 else mask
-            valid &= (mask & config.bad_mask_bits) == 0
-            saturated = (mask & int(MaskBit.SATURATED)) != 0
-            saturated = xp.broadcast_to(saturated, images.shape) if bool(saturated.any()) else None
-        all_valid = bool(valid.all())
-        if not all_valid:  # unusable pixels become 0 with 0 variance (and stay flagged by `valid`)
-            invalid = ~valid
-            images = _zero_where(images, invalid, own_images, xp)
-            variances = _zero_where(variances, invalid, own_variances, xp)
-            del invalid
-            own_images = True
-    with stage("background"):
-        if config.subtract_background:
-            subtracted = images if own_images else xp.empty_like(images)
-            for k in range(len(bands)):
-                if not bool(valid[k].any()):  # an all-masked band: nothing to estimate
-                    subtracted[k] = images[k]  # (its fluxes come out NaN)
-                    continue
-                background, _ = estimate_background(
-                    images[k],
-                    mask=None if all_valid else ~valid[k],
-                    box_size=config.background_box,
-                    filter_size=config.background_filter,
-                    with_rms=False,
-                )
-                xp.subtract(images[k], background, out=subtracted[k])
-                if not all_valid:
-                    subtracted[k] = xp.where(valid[k], subtracted[k], xp.float32(0))
-            images = subtracted
-        background_rms = _background_rms(variances, valid, xp)
 
-    with stage("detection"):
-        index = [bands.index(band) for band in config.detection_bands]
-        detection, detection_var = _plane_sum(images, index, xp), _plane_sum(variances, index, xp)
-        detection_valid = valid[index].all(axis=0)
-        found = detect_sources(
-            detection,
-            detection_var,
-            threshold_sigma=config.threshold_sigma,
-            min_area=config.min_area,
-            deblend_cont=config.deblend_cont,
-            deblend_nthresh=config.deblend_nthresh,
-            mask=~detection_valid,
+@dataclass(frozen=True)
+class _Pixels:
+    """The float32 band stacks with their usable-pixel masks (step 0's output)."""
+
+    images: Any
+    variances: Any
+    valid: Any  # (n_bands, ny, nx) bool
+    saturated: Any  # (n_bands, ny, nx) bool, or None when no pixel is saturated
+    all_valid: bool
+    own_images: bool  # may `images` be changed in place?
+
+
+def _usable_pixels(
+    images: Any,
+    variances: Any,
+    mask: Any,
+    config: PhotometryConfig,
+    overwrite_input: bool,
+    xp: Any,
+) -> _Pixels:
+    """float32 stacks whose unusable pixels (non-finite, negative variance, bad mask bits) are 0."""
+    given = (images, variances)
+    images = xp.asarray(images, dtype=xp.float32)
+    variances = xp.asarray(variances, dtype=xp.float32)
+    # may the stacks be changed in place? (asked for, or converted copies made just now)
+    own_images = _may_write(images, overwrite_input or images is not given[0])
+    own_variances = _may_write(variances, overwrite_input or variances is not given[1])
+    valid = xp.isfinite(images) & xp.isfinite(variances) & (variances >= 0)
+    saturated = None
+    if mask is not None:
+        mask = mask[None] if mask.ndim == 2 else mask
+        valid &= (mask & config.bad_mask_bits) == 0
+        saturated = (mask & int(MaskBit.SATURATED)) != 0
+        saturated = xp.broadcast_to(saturated, images.shape) if bool(saturated.any()) else None
+    all_valid = bool(valid.all())
+    if not all_valid:  # unusable pixels become 0 with 0 variance (and stay flagged by `valid`)
+        invalid = ~valid
+        images = _zero_where(images, invalid, own_images, xp)
+        variances = _zero_where(variances, invalid, own_variances, xp)
+        del invalid
+        own_images = True
+    return _Pixels(images, variances, valid, saturated, all_valid, own_images)
+
+
+def _subtract_background(pixels: _Pixels, config: PhotometryConfig, xp: Any) -> _Pixels:
+    """The stacks with each band's mesh background subtracted (unusable pixels stay 0)."""
+    images, valid, all_valid = pixels.images, pixels.valid, pixels.all_valid
+    subtracted = images if pixels.own_images else xp.empty_like(images)
+    for k in range(images.shape[0]):
+        if not bool(valid[k].any()):  # an all-masked band: nothing to estimate
+            subtracted[k] = images[k]  # (its fluxes come out NaN)
+            continue
+        background, _ = estimate_background(
+            images[k],
+            mask=None if all_valid else ~valid[k],
+            box_size=config.background_box,
+            filter_size=config.background_filter,
+            with_rms=False,
         )
-    radii_pix = tuple(r / pixel_scale_arcsec for r in config.circular_radii_arcsec)
-    n = len(found)
-    n_bands = len(bands)
-    if n == 0:
-        empty = xp.zeros(0, dtype=xp.float64)
-        return SourceMeasurements(
-            x=empty, y=empty, a=empty, b=empty, theta=empty, kron_radius=empty,
-            aperture_scale=empty, area=xp.zeros(0, dtype=xp.int64), detection_snr=empty,
-            flux=xp.zeros((n_bands, 0)), flux_err=xp.zeros((n_bands, 0)),
-            circular_flux=xp.zeros((len(radii_pix), n_bands, 0)),
-            circular_flux_err=xp.zeros((len(radii_pix), n_bands, 0)),
-            circular_radii_pix=radii_pix, flags=xp.zeros(0, dtype=xp.int32),
-            background_rms=background_rms, segmentation=found.segmentation,
-            images=images, valid=valid,
-        )  # fmt: skip
+        xp.subtract(images[k], background, out=subtracted[k])
+        if not all_valid:
+            subtracted[k] = xp.where(valid[k], subtracted[k], xp.float32(0))
+    return replace(pixels, images=subtracted, own_images=True)
 
-    common = {
-        "segmentation": found.segmentation,
+
+@dataclass(frozen=True)
+class _Detection:
+    """The detection image (summed detection bands) and the sources found on it."""
+
+    image: Any
+    variance: Any
+    valid: Any  # (ny, nx) bool: usable in every detection band
+    found: Any  # detection.Detections
+
+
+def _detect(pixels: _Pixels, bands: list[str], config: PhotometryConfig, xp: Any) -> _Detection:
+    """Segment the sum of the detection bands' planes."""
+    index = [bands.index(band) for band in config.detection_bands]
+    image, variance = _plane_sum(pixels.images, index, xp), _plane_sum(pixels.variances, index, xp)
+    valid = pixels.valid[index].all(axis=0)
+    found = detect_sources(
+        image,
+        variance,
+        threshold_sigma=config.threshold_sigma,
+        min_area=config.min_area,
+        deblend_cont=config.deblend_cont,
+        deblend_nthresh=config.deblend_nthresh,
+        mask=~valid,
+    )
+    return _Detection(image, variance, valid, found)
+
+
+def _window_options(segmentation: Any, config: PhotometryConfig) -> dict[str, Any]:
+    """The keywords every aperture kernel takes: segmentation, neighbour masking, window cap."""
+    return {
+        "segmentation": segmentation,
         "mask_neighbours": config.mask_neighbours,
         "max_window_pixels": config.max_window_pixels,
     }
-    with stage("kron_and_snr"):
-        kron, kron_flags = kron_radius(
-            detection, found.x, found.y, found.a, found.b, found.theta,
-            integration_radius=config.kron_integration_radius, valid=detection_valid, **common,
-        )  # fmt: skip
-        scale = config.kron_factor * kron
-        minimum = config.min_radius_pix / xp.sqrt(found.a * found.b)
-        enlarged = scale < minimum
-        scale = xp.where(enlarged, minimum, scale)
-        flags = found.flags | kron_flags | xp.where(enlarged, int(SourceFlag.MIN_APERTURE), 0)
 
-        aperture_a, aperture_b = scale * found.a, scale * found.b
-        on_detection = sum_ellipses(
-            detection, detection_var, found.x, found.y, aperture_a, aperture_b, found.theta,
-            valid=detection_valid, **common,
-        )  # fmt: skip
-        flags = flags | on_detection.flags[0]
-        with_error = on_detection.flux_err[0, 0] > 0
-        detection_snr = on_detection.flux[0, 0] / xp.where(
-            with_error, on_detection.flux_err[0, 0], 1
-        )
-        detection_snr = xp.where(with_error, detection_snr, xp.nan)
 
-        # the significance cut (our replacement for SExtractor's CLEAN, see the module docstring)
-        keep = xp.nonzero(detection_snr >= config.min_detection_snr)[0]
-        relabel = xp.zeros(n + 1, dtype=xp.int32)
-        relabel[keep + 1] = xp.arange(1, keep.shape[0] + 1, dtype=xp.int32)
-        segmentation = relabel[found.segmentation]
-        common["segmentation"] = segmentation
-    with stage("apertures"):
-        x, y, a, b, theta = (v[keep] for v in (found.x, found.y, found.a, found.b, found.theta))
-        n_kept = int(keep.shape[0])
-        ones = xp.ones(n_kept, dtype=xp.float64)
-        semi_a = xp.stack([aperture_a[keep]] + [r * ones for r in radii_pix])
-        semi_b = xp.stack([aperture_b[keep]] + [r * ones for r in radii_pix])
-        angles = xp.stack([theta] + [0.0 * ones for _ in radii_pix])
-        sums = sum_ellipses(
-            images, variances, x, y, semi_a, semi_b, angles,
-            valid=valid, saturated=saturated, **common,
-        )  # fmt: skip
-        flags = flags[keep] | sums.flags[0]
+@dataclass(frozen=True)
+class _KronApertures:
+    """Per detected source: Kron radius, aperture scale and semi-axes, flags, detection S/N."""
+
+    radius: Any
+    scale: Any
+    a: Any
+    b: Any
+    flags: Any
+    detection_snr: Any
+
+
+def _kron_apertures(detection: _Detection, config: PhotometryConfig, xp: Any) -> _KronApertures:
+    """Kron apertures on the detection image (at least ``min_radius_pix``) and their S/N there."""
+    found = detection.found
+    common = _window_options(found.segmentation, config)
+    kron, kron_flags = kron_radius(
+        detection.image, found.x, found.y, found.a, found.b, found.theta,
+        integration_radius=config.kron_integration_radius, valid=detection.valid, **common,
+    )  # fmt: skip
+    scale = config.kron_factor * kron
+    minimum = config.min_radius_pix / xp.sqrt(found.a * found.b)
+    enlarged = scale < minimum
+    scale = xp.where(enlarged, minimum, scale)
+    flags = found.flags | kron_flags | xp.where(enlarged, int(SourceFlag.MIN_APERTURE), 0)
+
+    aperture_a, aperture_b = scale * found.a, scale * found.b
+    on_detection = sum_ellipses(
+        detection.image, detection.variance, found.x, found.y, aperture_a, aperture_b,
+        found.theta, valid=detection.valid, **common,
+    )  # fmt: skip
+    flags = flags | on_detection.flags[0]
+    with_error = on_detection.flux_err[0, 0] > 0
+    detection_snr = on_detection.flux[0, 0] / xp.where(with_error, on_detection.flux_err[0, 0], 1)
+    detection_snr = xp.where(with_error, detection_snr, xp.nan)
+    return _KronApertures(kron, scale, aperture_a, aperture_b, flags, detection_snr)
+
+
+def _significant(
+    detection_snr: Any, segmentation: Any, config: PhotometryConfig, xp: Any
+) -> tuple[Any, Any]:
+    """Indices of the sources with S/N >= ``min_detection_snr``, and the segmentation of them.
+
+    Our replacement for SExtractor's CLEAN (see the module docstring): the segments of the
+    dropped sources are cleared and the kept ones renumbered 1...n_kept.
+    """
+    keep = xp.nonzero(detection_snr >= config.min_detection_snr)[0]
+    relabel = xp.zeros(detection_snr.shape[0] + 1, dtype=xp.int32)
+    relabel[keep + 1] = xp.arange(1, keep.shape[0] + 1, dtype=xp.int32)
+    return keep, relabel[segmentation]
+
+
+def _measure_kept(
+    pixels: _Pixels,
+    detection: _Detection,
+    kron: _KronApertures,
+    keep: Any,
+    segmentation: Any,
+    background_rms: Any,
+    radii_pix: tuple[float, ...],
+    config: PhotometryConfig,
+    xp: Any,
+) -> SourceMeasurements:
+    """Kron and circular aperture fluxes of the kept sources in every band."""
+    found = detection.found
+    x, y, a, b, theta = (v[keep] for v in (found.x, found.y, found.a, found.b, found.theta))
+    n_kept = int(keep.shape[0])
+    ones = xp.ones(n_kept, dtype=xp.float64)
+    semi_a = xp.stack([kron.a[keep]] + [r * ones for r in radii_pix])
+    semi_b = xp.stack([kron.b[keep]] + [r * ones for r in radii_pix])
+    angles = xp.stack([theta] + [0.0 * ones for _ in radii_pix])
+    sums = sum_ellipses(
+        pixels.images, pixels.variances, x, y, semi_a, semi_b, angles,
+        valid=pixels.valid, saturated=pixels.saturated, **_window_options(segmentation, config),
+    )  # fmt: skip
+    flags = kron.flags[keep] | sums.flags[0]
     return SourceMeasurements(
         x=x,
         y=y,
         a=a,
         b=b,
         theta=theta,
-        kron_radius=kron[keep],
-        aperture_scale=scale[keep],
+        kron_radius=kron.radius[keep],
+        aperture_scale=kron.scale[keep],
         area=found.area[keep],
-        detection_snr=detection_snr[keep],
+        detection_snr=kron.detection_snr[keep],
         flux=sums.flux[0],
         flux_err=sums.flux_err[0],
         circular_flux=sums.flux[1:],
@@ -365,9 +459,31 @@ def measure_sources(
         flags=flags.astype(xp.int32),
         background_rms=background_rms,
         segmentation=segmentation,
-        images=images,
-        valid=valid,
+        images=pixels.images,
+        valid=pixels.valid,
     )
+
+
+def _no_sources(
+    pixels: _Pixels,
+    detection: _Detection,
+    background_rms: Any,
+    radii_pix: tuple[float, ...],
+    xp: Any,
+) -> SourceMeasurements:
+    """The zero-length measurements of a tile where nothing was detected."""
+    n_bands, n_radii = pixels.images.shape[0], len(radii_pix)
+    empty = xp.zeros(0, dtype=xp.float64)
+    return SourceMeasurements(
+        x=empty, y=empty, a=empty, b=empty, theta=empty, kron_radius=empty,
+        aperture_scale=empty, area=xp.zeros(0, dtype=xp.int64), detection_snr=empty,
+        flux=xp.zeros((n_bands, 0)), flux_err=xp.zeros((n_bands, 0)),
+        circular_flux=xp.zeros((n_radii, n_bands, 0)),
+        circular_flux_err=xp.zeros((n_radii, n_bands, 0)),
+        circular_radii_pix=radii_pix, flags=xp.zeros(0, dtype=xp.int32),
+        background_rms=background_rms, segmentation=detection.found.segmentation,
+        images=pixels.images, valid=pixels.valid,
+    )  # fmt: skip
 
 
 def _may_write(array: Any, wanted: bool) -> bool:
