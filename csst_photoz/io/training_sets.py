@@ -1,5 +1,8 @@
 """Merging training-set folders (``stamps.parquet`` + ``stamps.zarr``) into one.
 
+The folder's format (file names, attributes, chunking, reading) is :mod:`.training_set`'s; this
+module only joins folders.
+
 Training sets are simulated in slices with different seeds (``csst-photoz simulate stamps``), so
 that a cut-off job keeps its finished slices; `merge_training_sets` joins the slices into one
 folder in the same layout, which `~csst_photoz.training.data.load_training_set` reads like any
@@ -46,6 +49,17 @@ from tqdm.auto import tqdm
 
 from .atomic import with_default_mode
 from .parquet import read_parquet_table
+from .paths import TEMPORARY_SUFFIX, temporary_prefix, training_stamps_path, training_table_path
+from .training_set import (
+    SLICE_ATTR,
+    SLICE_METADATA_KEY,
+    STAMP_CHUNK_OBJECTS,
+    STAMPS_ARRAY,
+    STAMPS_STORE,
+    TABLE_FILE,
+    TrainingDataError,
+    open_stamps,
+)
 
 __all__ = [
     "SLICE_ATTR",
@@ -55,13 +69,6 @@ __all__ = [
     "TrainingSetMergeError",
     "merge_training_sets",
 ]
-
-#: File names inside a training-set folder (as written by the simulator).
-TABLE_FILE = "stamps.parquet"
-#: Objects per zarr chunk of a stamp array: 32 x 7 x 64 x 64 float32 = 3.7 MB.
-STAMP_CHUNK_OBJECTS = 32
-STAMPS_STORE = "stamps.zarr"
-STAMPS_ARRAY = "stamps"
 
 #: Stamp-group attributes that must agree between parts.
 MATCHING_ATTRS = (
@@ -80,9 +87,6 @@ MERGED_FROM_ATTR = "merged_from"
 MERGED_FROM_KEY = b"csst_photoz.merged_from"
 #: Columns added by the merge (a part that has them is already a merged set).
 PROVENANCE_COLUMNS = ("part", "source_row", "source_galaxy_id")
-#: Stamp-group attribute and table metadata key of a slice: index, count, start, stop, n.
-SLICE_ATTR = "slice"
-SLICE_METADATA_KEY = b"csst_photoz.slice"
 _SLICE_FIELDS = ("index", "count", "start", "stop", "n")
 
 #: ``"renumber"``: parts of different seeds; ``"slices"``: slices of one seed; ``"auto"``.
@@ -92,7 +96,7 @@ MergeMode = Literal["auto", "slices", "renumber"]
 _BLOCK_CHUNKS = 16
 
 
-class TrainingSetMergeError(ValueError):
+class TrainingSetMergeError(TrainingDataError):
     """Parts that cannot be merged (the message names the folder and the mismatch)."""
 
 
@@ -119,20 +123,17 @@ def _open_part(folder: Path) -> _Part:
     """Read a part's table and open its stamp array, checking them against each other."""
     if not folder.is_dir():
         raise FileNotFoundError(f"training-set folder not found: {folder}")
-    table_path, store = folder / TABLE_FILE, folder / STAMPS_STORE
+    table_path, store = training_table_path(folder), training_stamps_path(folder)
     if not table_path.is_file():
         raise FileNotFoundError(f"{folder}: no {TABLE_FILE} (not a finished training set?)")
     if not store.exists():
         raise FileNotFoundError(f"{folder}: no {STAMPS_STORE} (stamp array missing)")
     table = read_parquet_table(table_path, required_columns=["galaxy_id"])
     try:
-        group = zarr.open_group(store, mode="r")
-        stamps = group[STAMPS_ARRAY]
-    except (KeyError, ValueError, OSError) as error:
-        raise _fail(
-            folder, f"{STAMPS_STORE} has no readable '{STAMPS_ARRAY}' array: {error}"
-        ) from None
-    attrs = dict(group.attrs)
+        opened = open_stamps(folder)
+    except TrainingDataError as error:
+        raise TrainingSetMergeError(str(error)) from None
+    stamps, attrs = opened.array, opened.attrs
 
     missing = [key for key in (*MATCHING_ATTRS, SEED_ATTR) if key not in attrs]
     if missing:
@@ -392,7 +393,7 @@ def _move_into_place(temporary: Path, out: Path, *, overwrite: bool) -> None:
         return
     if not overwrite:
         raise FileExistsError(f"{out} exists (overwrite to replace it)")
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    old = Path(tempfile.mkdtemp(prefix=temporary_prefix(out), suffix=".old", dir=out.parent))
     old.rmdir()
     os.rename(out, old)
     try:
@@ -487,12 +488,14 @@ def merge_training_sets(
         attrs[MERGED_FROM_ATTR] = sources
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    temporary = Path(
+        tempfile.mkdtemp(prefix=temporary_prefix(out), suffix=TEMPORARY_SUFFIX, dir=out.parent)
+    )
     try:
-        group = zarr.open_group(temporary / STAMPS_STORE, mode="w")
+        group = zarr.open_group(training_stamps_path(temporary), mode="w")
         group.attrs.update(attrs)
         _copy_stamps(opened, group, progress=progress)
-        pq.write_table(table, temporary / TABLE_FILE)
+        pq.write_table(table, training_table_path(temporary))
         with_default_mode(temporary)  # mkdtemp makes it private
         _move_into_place(temporary, out, overwrite=overwrite)
     except BaseException:

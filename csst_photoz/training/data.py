@@ -6,6 +6,10 @@ A training-set folder (written by ``csst-photoz simulate stamps``) holds
   (by default ``kron_flux_<b>``, ``kron_flux_err_<b>`` in electrons and ``detected``);
 * ``stamps.zarr``: array ``stamps``, float32 (n, bands, S, S) electrons, row i = table row i.
 
+The folder's format (file names, writing, reading and `data_hash`) belongs to
+:mod:`csst_photoz.io.training_set`; this module selects rows for training and holds them in
+memory (`TrainingSet`).
+
 Any other Parquet file works for the MLP alone: pass the file instead of a folder, with its
 column names in a `~csst_photoz.training.config.DataColumns`.
 
@@ -20,16 +24,27 @@ them anyway), so 40,000 stamps of 64 x 64 take 1.1 GB in memory at 32 x 32.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from ..io.paths import training_stamps_path, training_table_path
+from ..io.training_set import (
+    BANDS_METADATA_KEY,
+    STAMPS_ARRAY,
+    STAMPS_STORE,
+    TABLE_FILE,
+    TrainingDataError,
+    data_hash,
+    open_stamps,
+    read_table_columns,
+    read_table_schema,
+)
 from .config import DataColumns
 
 __all__ = [
@@ -45,20 +60,9 @@ __all__ = [
     "select_rows",
 ]
 
-#: File names inside a training-set folder.
-TABLE_FILE = "stamps.parquet"
-STAMPS_STORE = "stamps.zarr"
-STAMPS_ARRAY = "stamps"
-# rows read from zarr at a time (a multiple of the simulator's 32-object chunks)
-_READ_BLOCK = 1024
-# stamps used to estimate the background noise, and to checksum the stamp array
+# stamps used to estimate the background noise
 _RMS_SAMPLE = 256
-_HASH_SAMPLE = 8
 _MAD_TO_SIGMA = 1.4826
-
-
-class TrainingDataError(ValueError):
-    """A training set that cannot be used as it is (the message names the file)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,7 +120,7 @@ def _fail(path: Path, message: str) -> TrainingDataError:
 
 
 def _table_path(source: Path) -> Path:
-    return source / TABLE_FILE if source.is_dir() else source
+    return training_table_path(source) if source.is_dir() else source
 
 
 def _resolve_bands(
@@ -125,27 +129,11 @@ def _resolve_bands(
     if columns.bands is not None:
         return tuple(columns.bands)
     metadata = schema.metadata or {}
-    if b"csst_photoz.bands" in metadata:
-        return tuple(metadata[b"csst_photoz.bands"].decode().split(","))
+    if BANDS_METADATA_KEY in metadata:
+        return tuple(metadata[BANDS_METADATA_KEY].decode().split(","))
     if "bands" in stamps_attrs:
         return tuple(str(b) for b in stamps_attrs["bands"])
     raise _fail(path, "names no bands (no csst_photoz.bands metadata): set columns.bands")
-
-
-def _read_schema(path: Path) -> pa.Schema:
-    try:
-        return pq.read_schema(path)
-    except (pa.ArrowInvalid, OSError) as error:
-        raise _fail(path, f"not a readable Parquet file: {error}") from None
-
-
-def _read_columns(path: Path, names: list[str]) -> dict[str, np.ndarray]:
-    schema = _read_schema(path)
-    missing = [name for name in names if name not in schema.names]
-    if missing:
-        raise _fail(path, f"lacks column(s) {', '.join(missing)}")
-    table = pq.read_table(path, columns=names)
-    return {name: table[name].to_numpy(zero_copy_only=False) for name in names}
 
 
 def select_rows(
@@ -219,52 +207,6 @@ def estimate_background_rms(stamps: np.ndarray) -> npt.NDArray[np.float64]:
     return rms
 
 
-def data_hash(table_path: Path, stamps: Any | None = None) -> str:
-    """SHA-256 of the table file's bytes and of the stamp array's shape, dtype and a sample.
-
-    The sample is up to eight evenly spaced stamps: a cheap guard against pairing a table with
-    the wrong stamps, not a full checksum of the array.
-    """
-    digest = hashlib.sha256()
-    with open(table_path, "rb") as stream:
-        while block := stream.read(1 << 20):
-            digest.update(block)
-    if stamps is not None:
-        n = int(stamps.shape[0])
-        digest.update(f"stamps|{tuple(stamps.shape)}|{np.dtype(stamps.dtype).str}".encode())
-        for row in np.unique(np.linspace(0, n - 1, min(n, _HASH_SAMPLE)).astype(np.int64)):
-            digest.update(np.ascontiguousarray(stamps[int(row)], dtype=np.float32).tobytes())
-    return digest.hexdigest()
-
-
-def _open_stamps(folder: Path) -> tuple[Any, dict[str, Any]]:
-    import zarr
-
-    store = folder / STAMPS_STORE
-    try:
-        group = zarr.open_group(store, mode="r")
-        return group[STAMPS_ARRAY], dict(group.attrs)
-    except (KeyError, ValueError, OSError) as error:
-        raise _fail(store, f"no readable '{STAMPS_ARRAY}' array: {error}") from None
-
-
-def _read_stamps(array: Any, rows: np.ndarray, size: int | None) -> np.ndarray:
-    """The stamps of ``rows`` (ascending), read block by block and cropped."""
-    first = centre_crop(np.asarray(array[0:1], dtype=np.float32), size) if size else None
-    side = array.shape[-1] if first is None else first.shape[-1]
-    out = np.empty((rows.size, array.shape[1], side, side), dtype=np.float32)
-    done = 0
-    for start in range(0, int(array.shape[0]), _READ_BLOCK):
-        stop = min(start + _READ_BLOCK, int(array.shape[0]))
-        wanted = rows[(rows >= start) & (rows < stop)]
-        if wanted.size == 0:
-            continue
-        block = np.asarray(array[start:stop], dtype=np.float32)[wanted - start]
-        out[done : done + wanted.size] = centre_crop(block, size) if size else block
-        done += wanted.size
-    return out
-
-
 def load_training_set(
     source: str | Path,
     *,
@@ -303,23 +245,23 @@ def load_training_set(
     table_path = _table_path(source)
     if not table_path.is_file():
         raise FileNotFoundError(f"training table not found: {table_path}")
-    has_store = source.is_dir() and (source / STAMPS_STORE).exists()
+    has_store = source.is_dir() and training_stamps_path(source).exists()
     if stamps and not source.is_dir():
         raise TrainingDataError(f"{source}: stamps need a training-set folder, not a file")
     if stamps and not has_store:
         raise FileNotFoundError(
-            f"no stamp store {source / STAMPS_STORE} (the stamp networks need it)"
+            f"no stamp store {training_stamps_path(source)} (the stamp networks need it)"
         )
     # an existing store is always opened: it is checked against the table and enters the hash
-    array, attrs = _open_stamps(source) if has_store else (None, {})
+    store = open_stamps(source) if has_store else None
     load_stamps = bool(stamps) or (stamps is None and has_store)
 
-    schema = _read_schema(table_path)
-    bands = _resolve_bands(columns, schema, attrs, table_path)
+    schema = read_table_schema(table_path)
+    bands = _resolve_bands(columns, schema, store.attrs if store else {}, table_path)
     flux_names, error_names = columns.flux_columns(bands), columns.error_columns(bands)
     names = [columns.redshift, *flux_names, *error_names]
     with_detected = columns.detected in schema.names
-    values = _read_columns(table_path, names + ([columns.detected] if with_detected else []))
+    values = read_table_columns(table_path, names + ([columns.detected] if with_detected else []))
     n_rows = len(values[columns.redshift])
 
     redshift = np.asarray(values[columns.redshift], dtype=np.float64)
@@ -340,19 +282,12 @@ def load_training_set(
         raise _fail(table_path, "no row is detected with finite fluxes and errors in every band")
 
     stamp_data = background = None
-    if array is not None:
-        store = source / STAMPS_STORE
-        if len(array.shape) != 4 or array.shape[0] != n_rows or array.shape[1] != len(bands):
-            raise _fail(
-                store,
-                f"stamp array has shape {tuple(array.shape)}, but {TABLE_FILE} has {n_rows} "
-                f"rows and {len(bands)} bands: expected ({n_rows}, {len(bands)}, S, S)",
-            )
-        if "bands" in attrs and tuple(attrs["bands"]) != bands:
-            raise _fail(store, f"stamp bands {attrs['bands']} differ from the table's {bands}")
+    if store is not None:
+        store.check(n_rows, bands)
         if load_stamps:
-            background = estimate_background_rms(_read_stamps(array, rows[:_RMS_SAMPLE], None))
-            stamp_data = _read_stamps(array, rows, stamp_size)
+            background = estimate_background_rms(store.read(rows[:_RMS_SAMPLE]))
+            crop = partial(centre_crop, size=stamp_size) if stamp_size else None
+            stamp_data = store.read(rows, transform=crop)
 
     return TrainingSet(
         source=source,
@@ -364,6 +299,6 @@ def load_training_set(
         flux_errors=errors[rows].astype(np.float32),
         stamps=stamp_data,
         background_rms=background,
-        data_hash=data_hash(table_path, array),
+        data_hash=data_hash(table_path, store.array if store else None),
         columns=columns,
     )

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -166,15 +167,17 @@ def _check_split(loaded: Sequence[_Loaded], data: Any) -> Any:
 
 
 def _stamps_for(item: _Loaded, data: Any, table_rows: np.ndarray, cache: dict[int, Any]) -> Any:
-    from .data import _open_stamps, _read_stamps
+    from csst_photoz.io.training_set import open_stamps
+
+    from .data import centre_crop
 
     size = item.training["config"].get("stamp_size") or item.model.stamp_transform.size
     size = int(size)
     if size not in cache:
         if not Path(data.source).is_dir():
             raise PredictionError(f"{item.path}: a stamp network needs a training-set folder")
-        array, _ = _open_stamps(Path(data.source))
-        cache[size] = _read_stamps(array, table_rows, size)
+        crop = functools.partial(centre_crop, size=size)
+        cache[size] = open_stamps(data.source).read(table_rows, transform=crop)
     return cache[size]
 
 
