@@ -1,9 +1,11 @@
 """The project TOML file: five sections, one loader, old shapes, ``--set`` overrides."""
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from csst_photoz.config_files import SECTIONS, apply_assignments, parse_assignment
 from csst_photoz.instrument import InstrumentConfig, load_config
@@ -216,3 +218,78 @@ def test_project_config_is_frozen_and_keeps_one_photometry():
         ProjectConfig(instrument=load_config(), photometry=PhotometryConfig(min_area=3))
     assert SECTIONS == tuple(ProjectConfig.model_fields)
     assert isinstance(project.instrument, InstrumentConfig)
+
+
+# -- docs/configuration.md -------------------------------------------------------------------
+
+DOC = Path(__file__).parents[1] / "docs" / "configuration.md"
+
+
+def _doc_tables():
+    """Section -> {key: default cell} from the doc's "Keys and defaults" tables."""
+    tables, section = {}, None
+    for line in DOC.read_text().split("## Keys and defaults", 1)[1].splitlines():
+        heading = re.fullmatch(r"### `\[(\w+)\]`", line)
+        if heading:
+            section = tables.setdefault(heading.group(1), {})
+        elif section is not None and line.startswith("| `"):
+            key, default = (cell.strip() for cell in line.split("|")[1:3])
+            section[key.strip("`")] = default
+    return tables
+
+
+def _toml_key(model, name):
+    alias = model.model_fields[name].validation_alias
+    return alias.choices[0] if alias is not None else name
+
+
+def _flat_defaults(model, prefix=""):
+    """Dotted TOML key -> JSON default of a model instance (nested models flattened)."""
+    dumped = model.model_dump(mode="json")
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        key = prefix + _toml_key(type(model), name)
+        if isinstance(value, PhotometryConfig) and prefix == "" and key == "photometry":
+            continue  # the pipeline's photometry is the [photometry] section
+        if isinstance(value, BaseModel):
+            yield from _flat_defaults(value, key + ".")
+        else:
+            yield key, dumped[name]
+
+
+def test_doc_lists_every_key_of_every_section_with_its_default():
+    tables = _doc_tables()
+    assert tuple(tables) == SECTIONS
+    defaults = load_project_config()
+    for section in ("simulation", "photometry", "training", "pipeline"):
+        expected = dict(_flat_defaults(getattr(defaults, section)))
+        documented = tables[section]
+        assert set(documented) == set(expected), section
+        for key, value in expected.items():
+            cell = documented[key]
+            if value is None:
+                assert cell == "unset", (section, key)
+            else:
+                parsed = tomllib.loads(f"v = {cell.strip('`')}")["v"]
+                assert parsed == value, (section, key, cell)
+
+
+def test_doc_lists_every_instrument_key_and_the_packaged_defaults():
+    from csst_photoz.instrument.config import BandConfig, ThroughputFigures
+
+    documented = _doc_tables()["instrument"]
+    top = [name for name in InstrumentConfig.model_fields if name != "bands"]
+    band = [f"bands.<band>.{name}" for name in BandConfig.model_fields if name != "throughput"]
+    figures = [f"bands.<band>.throughput.{name}" for name in ThroughputFigures.model_fields]
+    assert set(documented) == {*top, *band, *figures}
+    packaged = load_config()
+    for name in top:
+        assert tomllib.loads(f"v = {documented[name].strip('`')}")["v"] == getattr(packaged, name)
+
+
+def test_doc_example_holds_all_five_sections_and_loads(tmp_path):
+    example = re.search(r"```toml\n(# project\.toml.*?)```", DOC.read_text(), re.S).group(1)
+    assert set(tomllib.loads(example)) == set(SECTIONS)
+    project = load_project_config(_write(tmp_path, example))
+    assert project.instrument.bands["y"].n_exposures == 6
+    assert project.pipeline.photometry.kron_factor == 2.5
