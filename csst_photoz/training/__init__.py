@@ -1,15 +1,17 @@
 """Training of the photo-z networks (Zhou et al. 2022): data, augmentation, loop, DDP, CLI.
 
 - :mod:`.config` -- `TrainingConfig`, the paper's recipe as a frozen pydantic model (TOML);
+- :mod:`.recipes` -- `recipe`: per network kind what it reads, how it augments, its schedule;
 - :mod:`.data` -- `load_training_set`: the Parquet table (+ zarr stamps), validated and selected;
 - :mod:`.split` -- `split_rows`: train / validation / test rows by a seed;
 - :mod:`.augment` -- flux realisations and dihedral transforms with explicit generators;
 - :mod:`.batches` -- in-memory tensors and the epoch's sample order;
 - :mod:`.build` -- untrained networks for a training set, hybrid transfer's start;
 - :mod:`.validation` -- validation predictions and monitored metrics;
-- :mod:`.calibrate` -- `calibrate_checkpoint`: the uncertainty factor fitted on validation;
+- :mod:`.calibrate` -- the uncertainty factor fitted on validation (`fit_sigma_calibration`),
+  in memory at the end of training or on a checkpoint (`calibrate_checkpoint`);
 - :mod:`.state`, :mod:`.log` -- resumable training state and the JSON-lines log;
-- :mod:`.loop` -- `train_model`;
+- :mod:`.loop` -- `train_model`: trains, calibrates and writes the checkpoint;
 - :mod:`.distributed` -- the same under ``torchrun`` (DDP);
 - :mod:`.cli` -- ``csst-photoz train`` / ``python -m csst_photoz.training``.
 """
@@ -23,6 +25,7 @@ __all__ = [
     "AugmentPlan",
     "DataColumns",
     "DistributedContext",
+    "Recipe",
     "ResumeError",
     "RunPaths",
     "Schedule",
@@ -36,10 +39,12 @@ __all__ = [
     "calibrate_checkpoint",
     "distributed_context",
     "epoch_generator",
+    "fit_sigma_calibration",
     "load_config",
     "load_training_set",
     "read_log",
     "realise_fluxes",
+    "recipe",
     "select_rows",
     "split_rows",
     "train_model",
@@ -54,7 +59,7 @@ _SOURCES = {
     "realise_fluxes": "augment",
     "build_model": "build",
     "calibrate_checkpoint": "calibrate",
-    "KINDS": "config",
+    "fit_sigma_calibration": "calibrate",
     "DataColumns": "config",
     "Schedule": "config",
     "TrainingConfig": "config",
@@ -66,6 +71,9 @@ _SOURCES = {
     "DistributedContext": "distributed",
     "distributed_context": "distributed",
     "read_log": "log",
+    "KINDS": "recipes",
+    "Recipe": "recipes",
+    "recipe": "recipes",
     "TrainingResult": "loop",
     "train_model": "loop",
     "Split": "split",

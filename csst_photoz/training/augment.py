@@ -29,7 +29,8 @@ from torch import Tensor
 
 from ..models.stamp_transform import N_DIHEDRAL, dihedral
 from .batches import Batch
-from .config import TrainingConfig, check_kind
+from .config import TrainingConfig
+from .recipes import Recipe, recipe
 
 __all__ = [
     "AugmentPlan",
@@ -64,14 +65,9 @@ class AugmentPlan:
     dihedral: DihedralMode
 
     @classmethod
-    def for_kind(cls, kind: str, config: TrainingConfig) -> AugmentPlan:
-        """The paper's augmentation of network ``kind`` (copies from ``config``)."""
-        kind = check_kind(kind)
-        if kind == "mlp":
-            return cls(config.flux_realisations, flux_noise=True, dihedral="none")
-        if kind == "cnn":
-            return cls(config.dihedral_copies, flux_noise=False, dihedral="cycle")
-        return cls(config.flux_realisations, flux_noise=True, dihedral="random")
+    def for_kind(cls, kind: str | Recipe, config: TrainingConfig) -> AugmentPlan:
+        """The paper's augmentation of network ``kind``: ``recipe(kind).augmentation(config)``."""
+        return recipe(kind).augmentation(config)
 
 
 def epoch_generator(

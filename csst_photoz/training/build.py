@@ -1,5 +1,9 @@
 """Untrained networks sized and normalised for a training set (and the hybrid-transfer start).
 
+`build_model` makes the network a `~csst_photoz.training.recipes.Recipe` describes: an MLP when
+it reads fluxes alone, a CNN for stamps alone, a hybrid for both, or a hybrid transfer from
+trained checkpoints when the recipe is ``pretrained``.
+
 * MLP and hybrid: limiting fluxes from the configuration, else 5 x the median flux error of the
   training rows (:func:`~csst_photoz.models.estimate_limiting_flux`); the feature
   standardisation is fitted on the training rows' measured fluxes.
@@ -31,8 +35,10 @@ from ..models import (
     estimate_limiting_flux,
     load_model,
 )
-from .config import TrainingConfig, check_kind
+from . import recipes
+from .config import TrainingConfig
 from .data import TrainingSet
+from .recipes import Recipe
 from .split import Split
 
 __all__ = ["build_model", "training_metadata"]
@@ -91,10 +97,12 @@ def _fit_features(model: MLP | Hybrid, dataset: TrainingSet, train: np.ndarray) 
     )
 
 
-def _pretrained(path: Path | None, architecture: str, dataset: TrainingSet, split: Split) -> Any:
+def _pretrained(
+    path: Path | None, architecture: str, dataset: TrainingSet, split: Split, name: str
+) -> Any:
     if path is None:
         raise ValueError(
-            f"hybrid-transfer needs a trained {architecture.upper()}: set {architecture}_checkpoint"
+            f"{name} needs a trained {architecture.upper()}: set {architecture}_checkpoint"
         )
     model = load_model(path, bands=dataset.bands)
     if model.architecture != architecture:
@@ -118,14 +126,18 @@ def _pretrained(path: Path | None, architecture: str, dataset: TrainingSet, spli
 
 
 def build_model(
-    kind: str, dataset: TrainingSet, train: npt.ArrayLike, config: TrainingConfig, split: Split
+    recipe: Recipe | str,
+    dataset: TrainingSet,
+    train: npt.ArrayLike,
+    config: TrainingConfig,
+    split: Split,
 ) -> PhotoZModel:
-    """The untrained network ``kind`` for ``dataset``, on the CPU.
+    """The untrained network of ``recipe`` for ``dataset``, on the CPU.
 
     Parameters
     ----------
-    kind
-        ``"mlp"``, ``"cnn"``, ``"hybrid"`` or ``"hybrid-transfer"``.
+    recipe
+        The network's `~csst_photoz.training.recipes.Recipe`, or its name.
     dataset
         The training set.
     train
@@ -139,21 +151,22 @@ def build_model(
     -------
     PhotoZModel
     """
-    kind = check_kind(kind)
+    recipe = recipes.recipe(recipe)
     train = np.asarray(train, dtype=np.int64)
     torch.manual_seed(config.seed)
-    if kind == "mlp":
-        model = MLP(_mlp_config(dataset, train, config))
-        _fit_features(model, dataset, train)
-        return model
-    if kind == "cnn":
+    if recipe.pretrained:
+        mlp = _pretrained(config.mlp_checkpoint, "mlp", dataset, split, recipe.name)
+        cnn = _pretrained(config.cnn_checkpoint, "cnn", dataset, split, recipe.name)
+        return Hybrid.from_pretrained(mlp, cnn, freeze=True)
+    if not recipe.reads_fluxes:
         return CNN(_cnn_config(dataset, config))
-    if kind == "hybrid":
-        hybrid = Hybrid(
-            HybridConfig(mlp=_mlp_config(dataset, train, config), cnn=_cnn_config(dataset, config))
+    model: MLP | Hybrid
+    if recipe.reads_stamps:
+        hybrid_config = HybridConfig(
+            mlp=_mlp_config(dataset, train, config), cnn=_cnn_config(dataset, config)
         )
-        _fit_features(hybrid, dataset, train)
-        return hybrid
-    mlp = _pretrained(config.mlp_checkpoint, "mlp", dataset, split)
-    cnn = _pretrained(config.cnn_checkpoint, "cnn", dataset, split)
-    return Hybrid.from_pretrained(mlp, cnn, freeze=True)
+        model = Hybrid(hybrid_config)
+    else:
+        model = MLP(_mlp_config(dataset, train, config))
+    _fit_features(model, dataset, train)
+    return model

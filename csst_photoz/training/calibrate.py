@@ -2,14 +2,20 @@
 
 The uncertainty head is trained with a Gaussian likelihood on all residuals, outliers included,
 so its sigma comes out too wide for the bulk (68 % intervals covering 80 to 93 % of galaxies).
-`calibrate_checkpoint` fits one factor on ``exp(log_sigma)`` on the checkpoint's *validation*
-split (redrawn from the seed and fractions recorded in the checkpoint, as ``csst-photoz
-predict`` does), so that 68.27 % of those galaxies fall within ``±sigma``
-(:func:`csst_photoz.metrics.coverage_scale`), and writes it into the checkpoint's metadata
-(``sigma_calibration``: the factor, the split, the galaxies, and the 68 % / 95 % coverage
-before and after). `PhotoZModel.predict`, the batch processor and ``csst-photoz predict`` then
-apply it. The point estimates and the tensors are unchanged; the test split stays untouched,
-so ``csst-photoz evaluate`` measures the calibration on galaxies it was not fitted on.
+One factor on ``exp(log_sigma)`` is fitted on the network's *validation* split so that 68.27 %
+of those galaxies fall within ``±sigma`` (:func:`csst_photoz.metrics.coverage_scale`), and
+stored in the checkpoint's metadata (``sigma_calibration``: the factor, the split, the
+galaxies, and the 68 % / 95 % coverage before and after). `PhotoZModel.predict`, the batch
+processor and ``csst-photoz predict`` then apply it. The point estimates and the tensors are
+unchanged; the test split stays untouched, so ``csst-photoz evaluate`` measures the
+calibration on galaxies it was not fitted on.
+
+`fit_sigma_calibration` makes the record from predictions; it has two callers:
+
+* `calibrate_model`: `~csst_photoz.training.train_model` calibrates its best model on the
+  validation tensors it holds before it writes the checkpoint (``calibrate=True``);
+* `calibrate_checkpoint` (``csst-photoz calibrate``): an existing checkpoint, on its validation
+  split redrawn from the seed and fractions recorded in it, as ``csst-photoz predict`` does.
 
 ::
 
@@ -21,18 +27,108 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import __version__
 from ..cli_options import positive_int
 from ..metrics import calibration_metrics, coverage_scale
 
-__all__ = ["add_calibrate_arguments", "calibrate_checkpoint", "main"]
+if TYPE_CHECKING:  # torch is imported on first use (``csst-photoz --help``)
+    from ..models import PhotoZModel
+    from .batches import TensorSet
+
+__all__ = [
+    "METHOD",
+    "add_calibrate_arguments",
+    "calibrate_checkpoint",
+    "calibrate_model",
+    "fit_sigma_calibration",
+    "main",
+]
 
 #: How the factor is fitted (recorded in the checkpoint).
 METHOD = "68.27% quantile of |z - z_true| / sigma on the validation split"
+
+
+def fit_sigma_calibration(
+    z_true: npt.ArrayLike, z_pred: npt.ArrayLike, sigma: npt.ArrayLike, *, data: str
+) -> dict[str, Any]:
+    """The calibration record of a network's predictions on its validation split.
+
+    Parameters
+    ----------
+    z_true, z_pred
+        (n,) true redshifts and point estimates of the validation galaxies.
+    sigma
+        (n,) the network's *uncalibrated* 1-sigma, ``exp(log_sigma)``.
+    data
+        The training set they come from (recorded).
+
+    Returns
+    -------
+    dict
+        ``scale`` (`~csst_photoz.metrics.coverage_scale`), ``method`` (`METHOD`), ``split``,
+        ``galaxies``, ``data``, ``coverage_68_before`` / ``coverage_95_before``,
+        ``coverage_68_after`` / ``coverage_95_after`` and ``package_version``: what
+        `PhotoZModel.set_sigma_calibration` takes.
+
+    Raises
+    ------
+    ValueError
+        If no galaxy is usable (finite values, sigma > 0) or the residuals are all zero.
+    """
+    z_true, z_pred, sigma = (np.asarray(v, dtype=np.float64) for v in (z_true, z_pred, sigma))
+    scale = coverage_scale(z_true, z_pred, sigma)
+    before = calibration_metrics(z_true, z_pred, sigma, nan_policy="omit")
+    after = calibration_metrics(z_true, z_pred, scale * sigma, nan_policy="omit")
+    return {
+        "scale": scale,
+        "method": METHOD,
+        "split": "validation",
+        "galaxies": int(before["n"]),
+        "data": str(data),
+        "coverage_68_before": before["coverage_68"],
+        "coverage_95_before": before["coverage_95"],
+        "coverage_68_after": after["coverage_68"],
+        "coverage_95_after": after["coverage_95"],
+        "package_version": __version__,
+    }
+
+
+def calibrate_model(
+    model: PhotoZModel, validation: TensorSet, *, data: str, batch_size: int = 4096
+) -> dict[str, Any]:
+    """Fit ``model``'s uncertainty factor on validation tensors and set it on the model.
+
+    The predictions are those of `PhotoZModel.predict` (evaluation mode, float32, the model's
+    device), as in `calibrate_checkpoint`; a previous factor is replaced, not compounded.
+
+    Parameters
+    ----------
+    model
+        A trained network.
+    validation
+        Its validation galaxies (the inputs it reads, and the true redshifts).
+    data
+        The training set they come from (recorded).
+    batch_size
+        Rows per forward pass.
+
+    Returns
+    -------
+    dict
+        The record (`fit_sigma_calibration`), now ``model.sigma_calibration``.
+    """
+    estimate = model.predict(
+        validation.fluxes, validation.flux_errors, validation.stamps, batch_size=batch_size
+    )
+    truth = validation.redshift.double().cpu().numpy()
+    record = fit_sigma_calibration(truth, estimate.z, estimate.z_err / model.sigma_scale, data=data)
+    model.set_sigma_calibration(record)
+    return record
 
 
 def calibrate_checkpoint(
@@ -85,21 +181,7 @@ def calibrate_checkpoint(
     z_true = table["redshift"].to_numpy().astype(np.float64)
     z_pred = table[column].to_numpy().astype(np.float64)
     raw_sigma = table[f"{column}_err"].to_numpy().astype(np.float64) / model.sigma_scale
-    scale = coverage_scale(z_true, z_pred, raw_sigma)
-    before = calibration_metrics(z_true, z_pred, raw_sigma, nan_policy="omit")
-    after = calibration_metrics(z_true, z_pred, scale * raw_sigma, nan_policy="omit")
-    record = {
-        "scale": scale,
-        "method": METHOD,
-        "split": "validation",
-        "galaxies": int(before["n"]),
-        "data": str(data),
-        "coverage_68_before": before["coverage_68"],
-        "coverage_95_before": before["coverage_95"],
-        "coverage_68_after": after["coverage_68"],
-        "coverage_95_after": after["coverage_95"],
-        "package_version": __version__,
-    }
+    record = fit_sigma_calibration(z_true, z_pred, raw_sigma, data=str(data))
     model.set_sigma_calibration(record)
     metadata = model.checkpoint_metadata
     save_model(

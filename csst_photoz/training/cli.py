@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli_options import add_config_options, positive_int
-from .config import KINDS
+from .recipes import KINDS
 
 __all__ = [
     "add_predict_parser",
@@ -31,13 +31,6 @@ __all__ = [
     "main",
     "run",
 ]
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -146,8 +139,9 @@ def main(args: argparse.Namespace) -> int:
         progress=False if args.quiet else None,
     )
     result = train_model(
-        args.kind, args.data, config, args.out, resume=not args.no_resume, device=args.device
-    )
+        args.kind, args.data, config, args.out, resume=not args.no_resume, device=args.device,
+        calibrate=not args.no_calibrate,
+    )  # fmt: skip
     if result.history:  # rank 0
         metrics = result.best_metrics
         print(
@@ -158,10 +152,8 @@ def main(args: argparse.Namespace) -> int:
             f"outliers {metrics.get('outlier_fraction', float('nan')):.2%} -> {result.paths.best}"
             f" (log {result.paths.log})"
         )
-        if not args.no_calibrate:
-            from .calibrate import calibrate_checkpoint
-
-            record = calibrate_checkpoint(result.paths.best, args.data)
+        record = result.sigma_calibration
+        if record is not None:
             print(
                 f"{args.kind}: sigma x {record['scale']:.3f} fitted on the validation split "
                 f"(68% coverage {record['coverage_68_before']:.3f} -> "

@@ -36,31 +36,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..config_files import format_validation_error, read_sections
 
 __all__ = [
-    "KINDS",
     "DataColumns",
-    "Kind",
     "Schedule",
+    "ScheduleName",
     "TrainingConfig",
-    "check_kind",
     "load_config",
-    "uses_fluxes",
-    "uses_stamps",
 ]
 
-Kind = Literal["mlp", "cnn", "hybrid", "hybrid-transfer"]
-#: The networks `train_model` trains.
-KINDS: tuple[str, ...] = ("mlp", "cnn", "hybrid", "hybrid-transfer")
-_STAMP_KINDS = ("cnn", "hybrid", "hybrid-transfer")
-_FLUX_KINDS = ("mlp", "hybrid", "hybrid-transfer")
+#: The per-network schedules of a `TrainingConfig` (a network's `Recipe` names its own).
+ScheduleName = Literal["mlp", "cnn", "hybrid"]
+_SCHEDULES: tuple[ScheduleName, ...] = ("mlp", "cnn", "hybrid")
 # settings that may change between an interrupted run and its resumption
 _RESUMABLE_CHANGES = ("max_epochs", "progress", "eval_batch_size", "mixed_precision")
-
-
-def check_kind(kind: str) -> str:
-    """Return ``kind`` if it is one of `KINDS`, else raise a `ValueError` listing them."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown network {kind!r}; choose one of {list(KINDS)}")
-    return kind
 
 
 class _Frozen(BaseModel):
@@ -218,17 +205,23 @@ class TrainingConfig(_Frozen):
             raise ValueError(f"values must be positive and finite, got {values}")
         return values
 
-    def schedule(self, kind: str) -> Schedule:
-        """The schedule of network ``kind``, with `max_epochs` applied."""
-        check_kind(kind)
-        schedule = {"mlp": self.mlp, "cnn": self.cnn}.get(kind, self.hybrid)
+    def schedule(self, name: ScheduleName) -> Schedule:
+        """The schedule ``name`` (``"mlp"``, ``"cnn"`` or ``"hybrid"``), `max_epochs` applied.
+
+        A network's schedule is ``recipe(kind).schedule(config)``
+        (:mod:`~csst_photoz.training.recipes`).
+
+        Raises
+        ------
+        ValueError
+            For another name.
+        """
+        if name not in _SCHEDULES:
+            raise ValueError(f"unknown schedule {name!r}; choose one of {list(_SCHEDULES)}")
+        schedule: Schedule = getattr(self, name)
         if self.max_epochs is None:
             return schedule
         return schedule.model_copy(update={"max_epochs": self.max_epochs})
-
-    def copies_per_epoch(self, kind: str) -> int:
-        """Augmented copies of each training galaxy in one epoch of network ``kind``."""
-        return self.dihedral_copies if check_kind(kind) == "cnn" else self.flux_realisations
 
     def with_updates(self, **updates: Any) -> TrainingConfig:
         """A validated copy with some fields replaced (None values are skipped)."""
@@ -241,7 +234,7 @@ class TrainingConfig(_Frozen):
         data = self.model_dump(mode="json")
         for name in _RESUMABLE_CHANGES:
             data.pop(name, None)
-        for name in ("mlp", "cnn", "hybrid"):
+        for name in _SCHEDULES:
             data[name].pop("max_epochs", None)
         return data
 
@@ -249,16 +242,6 @@ class TrainingConfig(_Frozen):
         """SHA-256 of `fingerprint_dict`."""
         text = json.dumps(self.fingerprint_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
-
-
-def uses_stamps(kind: str) -> bool:
-    """Whether network ``kind`` reads stamps."""
-    return check_kind(kind) in _STAMP_KINDS
-
-
-def uses_fluxes(kind: str) -> bool:
-    """Whether network ``kind`` reads fluxes and errors."""
-    return check_kind(kind) in _FLUX_KINDS
 
 
 def load_config(path: str | Path) -> TrainingConfig:

@@ -1,17 +1,26 @@
 """`train_model`: the paper's training recipe for one network, resumable and data-parallel.
 
-One call trains ``"mlp"``, ``"cnn"``, ``"hybrid"`` or ``"hybrid-transfer"`` on a training set:
+One call trains ``"mlp"``, ``"cnn"``, ``"hybrid"`` or ``"hybrid-transfer"`` on a training set,
+as the network's recipe (:mod:`.recipes`) says:
 
-1. load and select the data (:mod:`.data`), split the table's rows by the seed (:mod:`.split`);
+1. load and select the data the network reads (:mod:`.data`), split the table's rows by the
+   seed (:mod:`.split`);
 2. build the network (:mod:`.build`), or rebuild it from the training state of an interrupted
    run (:mod:`.state`) and continue after its last completed epoch;
 3. every epoch: visit ``n_train x copies`` augmented samples (:mod:`.augment`,
    :mod:`.batches`) with Adam on ``MAE + uncertainty_weight x gaussian_nll``, a progress bar,
-   then validate (:mod:`.validation`), step the learning-rate schedule, keep the best model
-   (:func:`~csst_photoz.models.save_model`, with its validation metrics, the data hash, the
-   split and the configuration in the metadata), append a log line (:mod:`.log`) and write the
-   training state;
-4. stop after the schedule's epochs or when early stopping says so.
+   then validate (:mod:`.validation`), step the learning-rate schedule, keep a copy of the
+   best weights, append a log line (:mod:`.log`) and write the training state (with the best
+   weights);
+4. stop after the schedule's epochs or when early stopping says so;
+5. calibrate the best model's uncertainties on the validation tensors in memory
+   (:func:`~csst_photoz.training.calibrate.calibrate_model`; ``calibrate=False`` skips it) and
+   write the checkpoint, once (:func:`~csst_photoz.models.save_model`, with its validation
+   metrics, the data hash, the split and the configuration in the metadata).
+
+Step 5 runs whenever a call ends, also one that resumes a run whose epochs are all done, so an
+interruption between the last epoch and the checkpoint costs nothing, and the checkpoint
+written by ``csst-photoz train`` is the one `train_model` writes.
 
 Under ``torchrun`` the same call runs data-parallel (:mod:`.distributed`). On CUDA the forward
 passes run under bfloat16 autocast (``mixed_precision``); on the CPU everything is float32 and
@@ -36,17 +45,20 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..models import PhotoZModel, Prediction, gaussian_nll, model_class, save_model
+from ..models import PhotoZModel, Prediction, gaussian_nll, load_model, model_class, save_model
 from ..models.base import config_to_dict
-from .augment import AugmentPlan, augment_batch, epoch_generator
+from .augment import augment_batch, epoch_generator
 from .batches import TensorSet, epoch_batches, n_epoch_batches
-from .build import build_model, training_metadata
-from .config import Schedule, TrainingConfig, check_kind, uses_fluxes, uses_stamps
+from .build import training_metadata
+from .calibrate import calibrate_model
+from .config import Schedule, TrainingConfig
 from .data import TrainingDataError, TrainingSet, load_training_set
 from .distributed import DistributedContext, distributed_context
 from .log import EpochLog, read_log
+from .recipes import Recipe, recipe
 from .split import Split, split_rows
 from .state import (
+    ResumeError,
     RunPaths,
     capture_rng,
     check_resumable,
@@ -81,6 +93,9 @@ class TrainingResult:
         Whether early stopping ended the run.
     history
         The log's records (rank 0; empty on other processes).
+    sigma_calibration
+        The uncertainty calibration saved with the best model (rank 0; None with
+        ``calibrate=False`` and on other processes).
     """
 
     kind: str
@@ -91,6 +106,7 @@ class TrainingResult:
     epochs_completed: int
     stopped_early: bool
     history: list[dict[str, Any]] = field(default_factory=list)
+    sigma_calibration: dict[str, Any] | None = None
 
 
 @dataclass
@@ -134,7 +150,7 @@ class _Run:
 
     def __init__(
         self,
-        kind: str,
+        recipe: Recipe,
         data: TrainingSet,
         split: Split,
         config: TrainingConfig,
@@ -143,10 +159,11 @@ class _Run:
         model: PhotoZModel,
         state: dict[str, Any] | None,
     ) -> None:
-        self.kind, self.data, self.split, self.config = kind, data, split, config
+        self.recipe, self.kind = recipe, recipe.name
+        self.data, self.split, self.config = data, split, config
         self.paths, self.ctx = paths, context
-        self.schedule: Schedule = config.schedule(kind)
-        self.plan = AugmentPlan.for_kind(kind, config)
+        self.schedule: Schedule = recipe.schedule(config)
+        self.plan = recipe.augmentation(config)
         self.autocast = _autocast(context.device, config.mixed_precision)
         self.module = model.to(context.device)
         self.model = context.wrap(self.module)
@@ -158,7 +175,7 @@ class _Run:
                 self.optimizer, mode="min", factor=config.lr_factor,
                 patience=self.schedule.lr_patience,
             )  # fmt: skip
-        select = {"fluxes": uses_fluxes(kind), "stamps": uses_stamps(kind)}
+        select = {"fluxes": recipe.reads_fluxes, "stamps": recipe.reads_stamps}
         device = context.device
         self.train_set = TensorSet.from_training_set(
             data, data.positions(split.train), device=device, **select
@@ -167,12 +184,16 @@ class _Run:
             data, data.positions(split.validation), device=device, **select
         )
         self.progress = _Progress()
+        # the best epoch's weights on the CPU (rank 0, which writes the state and checkpoint)
+        self.best_weights: dict[str, Tensor] | None = None
         if state is not None:
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
             self.progress = _Progress.from_state(state)
             restore_rng(state["rng"])
+            if context.is_main:
+                self.best_weights = _best_weights(state, paths, self.progress.best_epoch)
         self.log = EpochLog(paths.log, enabled=context.is_main)
 
     # -- one epoch -------------------------------------------------------------------------
@@ -250,7 +271,20 @@ class _Run:
         return self.ctx.broadcast(metrics)
 
     # -- bookkeeping -----------------------------------------------------------------------
-    def _save_best(self, epoch: int, metrics: dict[str, float]) -> None:
+    def _save_best(self, calibrate: bool) -> dict[str, Any] | None:
+        """Write the best model, calibrated if asked; returns the calibration (rank 0 only)."""
+        if self.best_weights is None:  # no epoch improved on the start: nothing to keep
+            return None
+        best = _new_model(
+            self.module.architecture, config_to_dict(self.module.config), self.best_weights
+        ).to(self.ctx.device)
+        record = None
+        if calibrate:
+            record = calibrate_model(
+                best, self.validation_set, data=str(self.data.source),
+                batch_size=self.config.eval_batch_size,
+            )  # fmt: skip
+        epoch, metrics = self.progress.best_epoch, self.progress.best_metrics
         extra = training_metadata(self.kind, self.config, self.data, self.split)
         extra.update(
             epoch=epoch,
@@ -259,12 +293,13 @@ class _Run:
             augmentation=dataclasses.asdict(self.plan),
         )
         save_model(
-            self.module,
+            best,
             self.paths.best,
             training_data_hash=self.data.data_hash,
             validation_metrics={**metrics, "epoch": epoch},
             extra={"training": extra},
         )
+        return record
 
     def _save_state(self) -> None:
         state = {
@@ -277,6 +312,7 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
             "rng": capture_rng(),
+            "best_model": self.best_weights,
             **self.progress.as_dict(),
         }
         save_training_state(self.paths.state, state)
@@ -313,7 +349,10 @@ class _Run:
         }
         if self.ctx.is_main:
             if improved:
-                self._save_best(epoch, metrics)
+                self.best_weights = {
+                    name: tensor.detach().to("cpu", copy=True)
+                    for name, tensor in self.module.state_dict().items()
+                }
             self.log.append(record)
             self._save_state()
             if self.config.progress:
@@ -321,8 +360,8 @@ class _Run:
         self.ctx.barrier()
         return progress.stopped
 
-    def fit(self) -> TrainingResult:
-        """Run the remaining epochs."""
+    def fit(self, *, calibrate: bool) -> TrainingResult:
+        """Run the remaining epochs, then write the best model (calibrated if asked)."""
         if self.ctx.is_main:
             self.log.start(after_epoch=self.progress.epoch)
         self.ctx.barrier()
@@ -330,6 +369,8 @@ class _Run:
             epoch = self.progress.epoch + 1
             lr = float(self.optimizer.param_groups[0]["lr"])
             self._end_epoch(epoch, self.train_epoch(epoch), lr)
+        record = self._save_best(calibrate) if self.ctx.is_main else None
+        self.ctx.barrier()
         return TrainingResult(
             kind=self.kind,
             paths=self.paths,
@@ -339,6 +380,7 @@ class _Run:
             epochs_completed=self.progress.epoch,
             stopped_early=self.progress.stopped,
             history=read_log(self.paths.log) if self.ctx.is_main else [],
+            sigma_calibration=record,
         )
 
 
@@ -360,33 +402,60 @@ def _summary(kind: str, record: dict[str, Any], max_epochs: int) -> str:
     )
 
 
-def _model_from_state(state: dict[str, Any]) -> PhotoZModel:
-    model = model_class(state["architecture"]).from_config_dict(json.loads(state["model_config"]))
-    model.load_state_dict(state["model"], strict=True)
+def _new_model(
+    architecture: str, model_config: dict[str, Any], weights: dict[str, Tensor]
+) -> PhotoZModel:
+    model = model_class(architecture).from_config_dict(model_config)
+    model.load_state_dict(weights, strict=True)
     return model
 
 
-def _load_data(kind: str, dataset: TrainingSet | str | Path, config: TrainingConfig) -> TrainingSet:
+def _model_from_state(state: dict[str, Any]) -> PhotoZModel:
+    return _new_model(state["architecture"], json.loads(state["model_config"]), state["model"])
+
+
+def _best_weights(
+    state: dict[str, Any], paths: RunPaths, best_epoch: int
+) -> dict[str, Tensor] | None:
+    """The best weights kept in a training state, on the CPU (None if no epoch improved).
+
+    A state written before the states kept them has them in the best-model file, which was then
+    written at every improvement.
+    """
+    if "best_model" in state or best_epoch == 0:
+        return state.get("best_model")
+    if not paths.best.is_file():
+        raise ResumeError(
+            f"{paths.state} keeps no best weights (an older version wrote it) and {paths.best} "
+            "with them is missing; train with --no-resume"
+        )
+    return load_model(paths.best).state_dict()
+
+
+def _load_data(
+    recipe: Recipe, dataset: TrainingSet | str | Path, config: TrainingConfig
+) -> TrainingSet:
     if isinstance(dataset, TrainingSet):
-        if uses_stamps(kind) and dataset.stamps is None:
-            raise TrainingDataError(f"{dataset.source}: {kind} needs stamps; load them")
+        if recipe.reads_stamps and dataset.stamps is None:
+            raise TrainingDataError(f"{dataset.source}: {recipe.name} needs stamps; load them")
         return dataset
     return load_training_set(
         dataset,
         columns=config.columns,
-        stamps=uses_stamps(kind),
+        stamps=recipe.reads_stamps,
         stamp_size=config.stamp_size,
     )
 
 
 def train_model(
-    kind: str,
+    kind: str | Recipe,
     dataset: TrainingSet | str | Path,
     config: TrainingConfig | None,
     out: str | Path,
     *,
     resume: bool = True,
     device: str | torch.device | None = None,
+    calibrate: bool = True,
 ) -> TrainingResult:
     """Train network ``kind`` with the paper's recipe; see the module docstring.
 
@@ -394,7 +463,7 @@ def train_model(
     ----------
     kind
         ``"mlp"``, ``"cnn"``, ``"hybrid"`` or ``"hybrid-transfer"`` (the latter needs
-        ``config.mlp_checkpoint`` and ``config.cnn_checkpoint``).
+        ``config.mlp_checkpoint`` and ``config.cnn_checkpoint``), or a `Recipe`.
     dataset
         A loaded `TrainingSet`, a training-set folder, or (MLP) a Parquet file.
     config
@@ -408,6 +477,9 @@ def train_model(
         replacing the state and the log.
     device
         Training device (default: ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU).
+    calibrate
+        Fit the best model's uncertainty factor on the validation split before writing it
+        (:mod:`.calibrate`); False writes it uncalibrated.
 
     Returns
     -------
@@ -420,11 +492,11 @@ def train_model(
     ResumeError
         On a training state of another run.
     """
-    kind = check_kind(kind)
+    network = recipe(kind)
     config = config if config is not None else TrainingConfig()
     paths = RunPaths.for_checkpoint(out)
     with distributed_context(device) as ctx:
-        data = _load_data(kind, dataset, config)
+        data = _load_data(network, dataset, config)
         split = split_rows(
             data.n_table_rows,
             seed=config.seed,
@@ -441,7 +513,7 @@ def train_model(
         if resume and paths.state.is_file():
             state = load_training_state(paths.state)
             check_resumable(
-                paths.state, state, kind=kind, data_hash=data.data_hash,
+                paths.state, state, kind=network.name, data_hash=data.data_hash,
                 settings=config.fingerprint_dict(),
             )  # fmt: skip
         ctx.barrier()  # every process has read the state before rank 0 may replace it
@@ -450,6 +522,6 @@ def train_model(
         if state is not None:
             model = _model_from_state(state)
         else:
-            model = build_model(kind, data, train, config, split)
-        run = _Run(kind, data, split, config, paths, ctx, model, state)
-        return run.fit()
+            model = network.build(data, train, config, split)
+        run = _Run(network, data, split, config, paths, ctx, model, state)
+        return run.fit(calibrate=calibrate)

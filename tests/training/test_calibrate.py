@@ -1,15 +1,25 @@
-"""Uncertainty calibration: fitted on the validation split, saved in the checkpoint, applied by
-predict, refused when invalid, absent in old checkpoints."""
+"""Uncertainty calibration: fitted on the validation split (in memory at the end of training, or
+from a checkpoint's files), saved in the checkpoint, applied by predict, refused when invalid,
+absent in old checkpoints."""
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from csst_photoz import __version__
 from csst_photoz.metrics import coverage_scale
 from csst_photoz.models import CheckpointError, load_model, read_metadata, save_model
-from csst_photoz.training import calibrate_checkpoint, train_model
+from csst_photoz.training import (
+    calibrate_checkpoint,
+    load_training_set,
+    split_rows,
+    train_model,
+)
+from csst_photoz.training.batches import TensorSet
+from csst_photoz.training.calibrate import calibrate_model
 from csst_photoz.training.cli import add_calibrate_parser
 from csst_photoz.training.predict import predict_split
 
@@ -23,7 +33,7 @@ def trained(tmp_path_factory, write_folder, fast_config):
         root = tmp_path_factory.mktemp("calibrate")
         folder = write_folder(root / "set", n=60, size=40)
         config = fast_config.with_updates(max_epochs=2)
-        mlp = train_model("mlp", folder, config, root / "mlp.pt").paths.best
+        mlp = train_model("mlp", folder, config, root / "mlp.pt", calibrate=False).paths.best
         _TRAINED["v"] = (folder, mlp)
     return _TRAINED["v"]
 
@@ -103,3 +113,59 @@ def test_uncalibrated_and_invalid_calibrations(trained, tmp_path):
         else:
             with pytest.raises(CheckpointError, match=message):
                 load_model(tmp_path / "edited.pt")
+
+
+def _plain(record) -> dict:
+    """A calibration record as a dict (a model's is a typed record or a dict)."""
+    return record.model_dump() if hasattr(record, "model_dump") else dict(record)
+
+
+def _records_agree(one, two) -> None:
+    one, two = _plain(one), _plain(two)
+    assert one.keys() == two.keys()
+    for key, value in one.items():
+        if isinstance(value, float):
+            assert two[key] == pytest.approx(value, rel=1e-6, abs=1e-12), key
+        else:
+            assert two[key] == value, key
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_training_calibrates_in_memory_as_calibrate_checkpoint_does(
+    kind, tmp_path, write_folder, fast_config
+):
+    folder = write_folder(tmp_path / "set", n=60, size=40)
+    result = train_model(kind, folder, fast_config, tmp_path / f"{kind}.pt")
+    record = result.sigma_calibration
+    assert record is not None and record["split"] == "validation"
+    _records_agree(load_model(result.paths.best).sigma_calibration, record)
+    # refitted from the files (the split redrawn, the data reloaded, the checkpoint reloaded)
+    again = calibrate_checkpoint(result.paths.best, folder, out=tmp_path / "again.pt")
+    _records_agree(record, again)
+    assert again["galaxies"] == len(split_rows(60, seed=fast_config.seed).validation)
+
+
+def test_in_memory_fit_on_a_checkpoint_equals_calibrate_checkpoint(trained, tmp_path):
+    folder, mlp = trained
+    model = load_model(mlp)
+    data = load_training_set(folder)
+    rows = data.positions(split_rows(data.n_table_rows, seed=1).validation)
+    record = calibrate_model(model, TensorSet.from_training_set(data, rows), data=str(folder))
+    assert model.sigma_scale == record["scale"]
+    _records_agree(record, calibrate_checkpoint(mlp, folder, out=tmp_path / "files.pt"))
+
+
+def test_calibration_of_the_v0_1_checkpoint_is_reproduced(tmp_path):
+    """The record of a checkpoint written and calibrated by csst-photoz 0.1.0 (before issue 15)
+    comes out of both calibration paths of today's code."""
+    fixtures = Path(__file__).parents[1] / "fixtures" / "v0_1"
+    folder, checkpoint = fixtures / "training_set", fixtures / "mlp.pt"
+    recorded = _plain(load_model(checkpoint).sigma_calibration)
+    assert recorded["package_version"] == "0.1.0" and recorded["galaxies"] == 4
+    expected = {**recorded, "data": str(folder), "package_version": __version__}
+    _records_agree(expected, calibrate_checkpoint(checkpoint, folder, out=tmp_path / "re.pt"))
+    model = load_model(checkpoint)
+    data = load_training_set(folder, stamps=False)
+    split = split_rows(data.n_table_rows, seed=3, test_fraction=0.25, validation_fraction=0.2)
+    validation = TensorSet.from_training_set(data, data.positions(split.validation))
+    _records_agree(expected, calibrate_model(model, validation, data=str(folder)))

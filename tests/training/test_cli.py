@@ -3,10 +3,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-from csst_photoz.models import read_metadata
-from csst_photoz.training import read_log
-from csst_photoz.training.cli import add_train_parser, run
+from csst_photoz.models import load_model, read_metadata
+from csst_photoz.training import read_log, train_model
+from csst_photoz.training.cli import add_train_parser, build_parser, main, run
 
 
 def test_module_entry_point_trains_with_config_and_overrides(stamp_set, tmp_path, capsys):
@@ -65,3 +66,27 @@ def test_python_dash_m_shows_help():
     )
     assert result.returncode == 0
     assert "hybrid-transfer" in result.stdout and "--no-resume" in result.stdout
+
+
+@pytest.mark.parametrize("kind", ["mlp", "hybrid"])
+def test_command_line_and_python_api_write_the_same_checkpoint(
+    kind, tmp_path, write_folder, fast_config
+):
+    folder = write_folder(tmp_path / "set", n=60, size=32)
+    api = train_model(kind, folder, fast_config, tmp_path / "api" / f"{kind}.pt")
+    config = tmp_path / "train.toml"
+    config.write_text(
+        "[training]\nseed = 1\nbatch_size = 32\nlearning_rate = 1e-3\nflux_realisations = 2\n"
+        "dihedral_copies = 2\nmax_epochs = 2\n"
+    )
+    out = tmp_path / "cli" / f"{kind}.pt"
+    args = build_parser().parse_args(
+        [kind, "--data", str(folder), "--out", str(out), "--config", str(config), "--quiet"]
+    )
+    assert main(args) == 0
+    from_api, from_cli = load_model(api.paths.best), load_model(out)
+    assert from_api.sigma_scale == from_cli.sigma_scale != 1.0  # both calibrated, alike
+    assert from_api.checkpoint_metadata == from_cli.checkpoint_metadata
+    weights = from_cli.state_dict()
+    for name, tensor in from_api.state_dict().items():
+        assert torch.equal(tensor, weights[name]), name

@@ -3,20 +3,19 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from csst_photoz.training import TrainingConfig, load_config
+from csst_photoz.training import TrainingConfig, load_config, recipe
 
 
 def test_defaults_are_the_papers_recipe():
     config = TrainingConfig()
     assert (config.loss, config.learning_rate, config.batch_size) == ("mae", 1e-4, 512)
-    mlp = config.schedule("mlp")
+    mlp = recipe("mlp").schedule(config)
     assert (mlp.max_epochs, mlp.lr_patience, mlp.early_stopping_patience) == (150, None, None)
     for kind in ("cnn", "hybrid", "hybrid-transfer"):
-        schedule = config.schedule(kind)
+        schedule = recipe(kind).schedule(config)
         assert (schedule.lr_patience, schedule.early_stopping_patience) == (5, 10)
     assert config.lr_factor == 0.1
-    assert config.copies_per_epoch("mlp") == config.copies_per_epoch("hybrid") == 50
-    assert config.copies_per_epoch("cnn") == 8
+    assert (config.flux_realisations, config.dihedral_copies) == (50, 8)
 
 
 def test_max_epochs_overrides_every_schedule():
@@ -33,7 +32,7 @@ def test_configuration_is_frozen_and_validated():
         TrainingConfig(batch_size=0)
     with pytest.raises(pydantic.ValidationError, match="extra"):
         TrainingConfig(learning_rte=1e-3)
-    with pytest.raises(ValueError, match="unknown network"):
+    with pytest.raises(ValueError, match="unknown schedule 'resnet'"):
         config.schedule("resnet")
     with pytest.raises(pydantic.ValidationError, match="dihedral_copies"):
         config.with_updates(dihedral_copies=9)

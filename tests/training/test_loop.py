@@ -18,6 +18,7 @@ from csst_photoz.training import (
     train_model,
 )
 from csst_photoz.training.loop import _Run
+from csst_photoz.training.state import load_training_state, save_training_state
 
 LOG_KEYS = {
     "epoch", "train_loss", "train_nll", "val_loss", "val_nll", "val_sigma_nmad",
@@ -254,3 +255,56 @@ def test_plateau_schedule_and_early_stopping_follow_the_validation_loss(
     assert load_model(result.paths.best).checkpoint_metadata["validation_metrics"]["epoch"] == 2
     again = train_model("mlp", stamp_set, config, tmp_path / "mlp.pt")  # nothing left to do
     assert again.epochs_completed == 4 and len(again.history) == 4
+
+
+def _same_checkpoint(one, two) -> None:
+    first, second = load_model(one), load_model(two)
+    assert first.checkpoint_metadata == second.checkpoint_metadata
+    weights = second.state_dict()
+    for name, tensor in first.state_dict().items():
+        assert torch.equal(tensor, weights[name]), name
+
+
+def test_the_checkpoint_is_written_once_and_a_run_stopped_before_it_ends_calibrated(
+    stamp_set, tmp_path, fast_config, monkeypatch
+):
+    whole = train_model("mlp", stamp_set, fast_config, tmp_path / "a.pt")
+    assert whole.sigma_calibration is not None
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt("after the last epoch, before the checkpoint")
+
+    out = tmp_path / "b.pt"
+    with monkeypatch.context() as patch:
+        patch.setattr("csst_photoz.training.loop.calibrate_model", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            train_model("mlp", stamp_set, fast_config, out)
+    assert not out.exists() and load_training_state(tmp_path / "b.last.pt")["epoch"] == 2
+    resumed = train_model("mlp", stamp_set, fast_config, out)
+    assert resumed.epochs_completed == 2 and len(read_log(tmp_path / "b.log.jsonl")) == 2
+    assert resumed.sigma_calibration == whole.sigma_calibration
+    _same_checkpoint(tmp_path / "a.pt", out)
+
+
+def test_a_state_without_best_weights_takes_them_from_the_checkpoint_file(
+    stamp_set, tmp_path, fast_config
+):
+    """Training states written before issue 15 kept the best weights in the checkpoint only."""
+
+    def forget_best_weights(path):
+        state = load_training_state(path)
+        dropped = ("best_model", "format", "format_version")
+        save_training_state(path, {k: v for k, v in state.items() if k not in dropped})
+
+    three = fast_config.with_updates(max_epochs=3)
+    train_model("mlp", stamp_set, three, tmp_path / "a.pt")
+    out, state = tmp_path / "b.pt", tmp_path / "b.last.pt"
+    train_model("mlp", stamp_set, fast_config, out, calibrate=False)
+    forget_best_weights(state)
+    train_model("mlp", stamp_set, three, out)
+    _same_checkpoint(tmp_path / "a.pt", out)
+
+    forget_best_weights(state)
+    out.unlink()
+    with pytest.raises(ResumeError, match="keeps no best weights"):
+        train_model("mlp", stamp_set, three, out)
