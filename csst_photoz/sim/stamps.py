@@ -37,7 +37,7 @@ Pure functions: tables and arrays in and out, no I/O (the pipeline writes zarr a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from operator import attrgetter
 from typing import Any, Literal
@@ -65,6 +65,7 @@ __all__ = [
     "NEIGHBOUR_MARGIN_PIX",
     "STAMP_PHOTOMETRY",
     "NeighbourDraw",
+    "StampSettings",
     "draw_neighbours",
     "mean_neighbour_count",
     "measure_stamps",
@@ -198,21 +199,57 @@ def _galaxy_arrays(
     return GalaxyMorphology.from_table(table, rows), bulge, disk
 
 
+@dataclass(frozen=True)
+class StampSettings:
+    """How training stamps are drawn and measured (the defaults make the shipped sets).
+
+    Attributes
+    ----------
+    size
+        Stamp side [pixels], at least 8.
+    neighbours
+        Add neighbours (off: an isolated galaxy).
+    neighbour_source
+        ``"pool"`` (default, fast) or ``"per_galaxy"`` (see the module docstring).
+    noise
+        Add detector noise (off: the noiseless signal, with the expected variance).
+    render
+        Drawing options (e.g. the paper's no-PSF, no-gradient setup).
+    measure
+        Measure the central object with the project's photometry (off: the measured columns
+        are left out).
+    max_match_distance
+        Largest distance [pixels] between the galaxy's true centre and the detection matched to
+        it.
+    """
+
+    size: int = 64
+    neighbours: bool = True
+    neighbour_source: NeighbourSource = "pool"
+    noise: bool = True
+    render: RenderSettings = RenderSettings()
+    measure: bool = True
+    max_match_distance: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.size < 8:
+            raise ValueError(f"size must be >= 8 pixels, got {self.size}")
+        if self.neighbour_source not in ("pool", "per_galaxy"):
+            raise ValueError(
+                f"neighbour_source must be 'pool' or 'per_galaxy', not {self.neighbour_source}"
+            )
+
+
 def render_stamps(
     truth: pa.Table,
     *,
     instrument: Instrument,
     seed: int,
-    size: int = 64,
-    neighbours: bool = True,
+    settings: StampSettings | None = None,
     population_config: PopulationConfig | None = None,
-    render: RenderSettings = RenderSettings(),
-    noise: bool = True,
-    neighbour_source: NeighbourSource = "pool",
     pool: pa.Table | None = None,
-    measure: bool = True,
     index_offset: int = 0,
-    max_match_distance: float = 3.0,
+    **options: Any,
 ) -> tuple[NDArray[np.float32], pa.Table]:
     """Render one stamp per truth row and measure its central object.
 
@@ -226,27 +263,18 @@ def render_stamps(
         The camera (bands, PSFs, pixel scale, noise figures).
     seed
         Master seed of the training set.
-    size
-        Stamp side [pixels].
-    neighbours
-        Add neighbours (off: an isolated galaxy).
+    settings
+        Size, neighbours, noise, drawing and measurement options (default
+        :class:`StampSettings`).
     population_config
         The population neighbours come from (its surface density sets their number).
-    render
-        Drawing options (e.g. the paper's no-PSF, no-gradient setup).
-    noise
-        Add detector noise (off: the noiseless signal, with the expected variance).
-    neighbour_source
-        ``"pool"`` (default, fast) or ``"per_galaxy"`` (see the module docstring).
     pool
         Neighbour pool for the ``"pool"`` source (default: :func:`neighbour_pool` of ``seed``).
-    measure
-        Run the sep photometry (off: the measured columns are left out).
     index_offset
         ``stamp_index`` of the first row (for batches of a larger set).
-    max_match_distance
-        Largest distance [pixels] between the galaxy's true centre and the detection matched to
-        it.
+    **options
+        Fields of :class:`StampSettings` (``size=``, ``neighbours=``, ``noise=``, ...) that
+        replace those of ``settings``.
 
     Returns
     -------
@@ -254,32 +282,110 @@ def render_stamps(
         float32 (n, n_bands, size, size), background-subtracted electrons.
     table : pyarrow.Table
         The truth rows plus ``stamp_index``, ``n_neighbours``, ``offset_x``, ``offset_y``
-        [pixels] and, if ``measure``, the :func:`measure_stamps` columns; row k describes
-        stamp k.
+        [pixels] and, if ``settings.measure``, the :func:`measure_stamps` columns; row k
+        describes stamp k.
 
     Raises
     ------
     ValueError
         On a bad size, neighbour source, or missing truth columns.
+    TypeError
+        On an option that is not a :class:`StampSettings` field.
     """
+    settings = _with_options(settings or StampSettings(), options)
     bands = instrument.band_names
-    if size < 8:
-        raise ValueError(f"size must be >= 8 pixels, got {size}")
-    if neighbour_source not in ("pool", "per_galaxy"):
-        raise ValueError(f"neighbour_source must be 'pool' or 'per_galaxy', not {neighbour_source}")
+    _check_truth(truth, bands)
+    config = population_config if population_config is not None else PopulationConfig()
+    if settings.neighbours and settings.neighbour_source == "pool" and pool is None:
+        pool = neighbour_pool(seed, instrument=instrument, population_config=config)
+    scene = _Scene(
+        instrument=instrument,
+        settings=settings,
+        population_config=config,
+        pool=pool,
+        seed=seed,
+        psfs=tuple(instrument.psf(band) for band in bands),
+        noise_figures=tuple(noise_figures(instrument)),
+        mean_neighbours=mean_neighbour_count(
+            instrument=instrument, size=settings.size, population_config=config
+        ),
+    )
+    stamps, variances, offsets, n_neighbours = _draw_stamps(truth, scene)
+    table = _with_layout_columns(truth, index_offset, n_neighbours, offsets)
+    if settings.measure:
+        measured = measure_stamps(
+            stamps,
+            variances,
+            bands=bands,
+            centres=settings.size / 2.0 - 0.5 + offsets,
+            max_match_distance=settings.max_match_distance,
+            pixel_scale_arcsec=instrument.config.pixel_scale_arcsec,
+        )
+        for name in measured.column_names:
+            table = table.append_column(measured.schema.field(name), measured[name])
+    return stamps, table.replace_schema_metadata(_stamp_metadata(truth, seed, settings))
+
+
+def _with_options(settings: StampSettings, options: dict[str, Any]) -> StampSettings:
+    """``settings`` with the fields named in ``options`` replaced."""
+    unknown = sorted(set(options) - {f.name for f in fields(StampSettings)})
+    if unknown:
+        raise TypeError(
+            f"render_stamps() got unknown option(s) {unknown}: not StampSettings fields"
+        )
+    return replace(settings, **options) if options else settings
+
+
+def _check_truth(truth: pa.Table, bands: tuple[str, ...]) -> None:
+    """Raise a ValueError naming the columns a truth table lacks for rendering stamps."""
     required = ["galaxy_id", *MORPHOLOGY_COLUMNS]
     required += [f"flux_{kind}_{b}" for kind in ("bulge", "disk") for b in bands]
     missing = [name for name in required if name not in truth.column_names]
     if missing:
         raise ValueError(f"truth table lacks column(s) {missing}")
-    config = population_config if population_config is not None else PopulationConfig()
-    if neighbours and neighbour_source == "pool" and pool is None:
-        pool = neighbour_pool(seed, instrument=instrument, population_config=config)
-    mean_count = mean_neighbour_count(instrument=instrument, size=size, population_config=config)
-    scale = instrument.config.pixel_scale_arcsec
-    psfs = [instrument.psf(band) for band in bands]
-    figures_by_band = noise_figures(instrument)
 
+
+@dataclass(frozen=True)
+class _Scene:
+    """Everything shared by the stamps of one call: camera, settings, neighbours, noise."""
+
+    instrument: Instrument
+    settings: StampSettings
+    population_config: PopulationConfig
+    pool: pa.Table | None
+    seed: int
+    psfs: tuple[Any, ...]
+    noise_figures: tuple[dict[str, Any], ...]
+    mean_neighbours: float
+
+    def add(
+        self,
+        stamp: NDArray[np.float32],
+        x: NDArray[np.float64],
+        y: NDArray[np.float64],
+        morphology: GalaxyMorphology,
+        flux_bulge: NDArray[np.float64],
+        flux_disk: NDArray[np.float64],
+    ) -> None:
+        """Draw galaxies at (x, y) [pixels] into the (n_bands, size, size) ``stamp``, in place."""
+        add_galaxies(
+            stamp,
+            x=x,
+            y=y,
+            morphology=morphology,
+            flux_bulge=flux_bulge,
+            flux_disk=flux_disk,
+            psfs=self.psfs,
+            pixel_scale_arcsec=self.instrument.config.pixel_scale_arcsec,
+            settings=self.settings.render,
+        )
+
+
+def _draw_stamps(
+    truth: pa.Table, scene: _Scene
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float64], NDArray[np.int32]]:
+    """Stamps, their variances, the galaxies' offsets from the centre and neighbour counts."""
+    bands, size = scene.instrument.band_names, scene.settings.size
     n = truth.num_rows
     ids = truth["galaxy_id"].to_numpy().astype(np.int64)
     morphology, flux_bulge, flux_disk = _galaxy_arrays(truth, bands)
@@ -288,59 +394,60 @@ def render_stamps(
     offsets = np.zeros((n, 2))
     n_neighbours = np.zeros(n, dtype=np.int32)
     centre = size / 2.0 - 0.5
+    noise = scene.settings.noise
     for i in range(n):
         galaxy_id = int(ids[i])
-        offsets[i] = stamp_offset(galaxy_id, seed=seed)
-        add_galaxies(
+        offsets[i] = stamp_offset(galaxy_id, seed=scene.seed)
+        scene.add(
             stamps[i],
-            x=np.array([centre + offsets[i, 0]]),
-            y=np.array([centre + offsets[i, 1]]),
-            morphology=morphology.select(np.array([i])),
-            flux_bulge=flux_bulge[[i]],
-            flux_disk=flux_disk[[i]],
-            psfs=psfs,
-            pixel_scale_arcsec=scale,
-            settings=render,
+            np.array([centre + offsets[i, 0]]),
+            np.array([centre + offsets[i, 1]]),
+            morphology.select(np.array([i])),
+            flux_bulge[[i]],
+            flux_disk[[i]],
         )
-        if neighbours:
-            draw = draw_neighbours(
-                galaxy_id,
-                seed=seed,
-                size=size,
-                mean_count=mean_count,
-                pool_size=pool.num_rows if pool is not None else 0,
-            )
-            n_neighbours[i] = draw.count
-            if draw.count:
-                if neighbour_source == "pool" and pool is not None:
-                    source, rows = pool, draw.pool_rows
-                else:
-                    source = simulate_catalog(
-                        draw.count,
-                        seed=draw.catalog_seed,
-                        instrument=instrument,
-                        population_config=config,
-                    )
-                    rows = np.arange(draw.count)
-                n_morphology, n_bulge, n_disk = _galaxy_arrays(source, bands, rows)
-                add_galaxies(
-                    stamps[i],
-                    x=draw.x,
-                    y=draw.y,
-                    morphology=n_morphology,
-                    flux_bulge=n_bulge,
-                    flux_disk=n_disk,
-                    psfs=psfs,
-                    pixel_scale_arcsec=scale,
-                    settings=render,
-                )
-        for b, figures in enumerate(figures_by_band):
-            rng = _stream(seed, galaxy_id, _PURPOSE_NOISE, b) if noise else None
+        if scene.settings.neighbours:
+            n_neighbours[i] = _add_neighbours(stamps[i], galaxy_id, scene)
+        for b, figures in enumerate(scene.noise_figures):
+            rng = _stream(scene.seed, galaxy_id, _PURPOSE_NOISE, b) if noise else None
             stamps[i, b], variances[i, b] = add_noise(stamps[i, b], rng, **figures)
+    return stamps, variances, offsets, n_neighbours
 
+
+def _add_neighbours(stamp: NDArray[np.float32], galaxy_id: int, scene: _Scene) -> int:
+    """Draw the neighbours of galaxy ``galaxy_id`` into its stamp; returns how many."""
+    pool = scene.pool
+    draw = draw_neighbours(
+        galaxy_id,
+        seed=scene.seed,
+        size=scene.settings.size,
+        mean_count=scene.mean_neighbours,
+        pool_size=pool.num_rows if pool is not None else 0,
+    )
+    if not draw.count:
+        return 0
+    if scene.settings.neighbour_source == "pool" and pool is not None:
+        source, rows = pool, draw.pool_rows
+    else:
+        source = simulate_catalog(
+            draw.count,
+            seed=draw.catalog_seed,
+            instrument=scene.instrument,
+            population_config=scene.population_config,
+        )
+        rows = np.arange(draw.count)
+    morphology, flux_bulge, flux_disk = _galaxy_arrays(source, scene.instrument.band_names, rows)
+    scene.add(stamp, draw.x, draw.y, morphology, flux_bulge, flux_disk)
+    return draw.count
+
+
+def _with_layout_columns(
+    truth: pa.Table, index_offset: int, n_neighbours: NDArray, offsets: NDArray
+) -> pa.Table:
+    """The truth rows plus ``stamp_index``, ``n_neighbours``, ``offset_x`` and ``offset_y``."""
     columns: dict[str, tuple[pa.Array, str, str]] = {
         "stamp_index": (
-            pa.array(index_offset + np.arange(n, dtype=np.int64)),
+            pa.array(index_offset + np.arange(truth.num_rows, dtype=np.int64)),
             "",
             "row of the stamp in the stamp array",
         ),
@@ -355,31 +462,25 @@ def render_stamps(
     table = truth
     for name, (values, unit, description) in columns.items():
         table = table.append_column(described_field(name, values.type, unit, description), values)
-    if measure:
-        measured = measure_stamps(
-            stamps,
-            variances,
-            bands=bands,
-            centres=centre + offsets,
-            max_match_distance=max_match_distance,
-            pixel_scale_arcsec=instrument.config.pixel_scale_arcsec,
-        )
-        for name in measured.column_names:
-            table = table.append_column(measured.schema.field(name), measured[name])
+    return table
+
+
+def _stamp_metadata(truth: pa.Table, seed: int, settings: StampSettings) -> dict[bytes, bytes]:
+    """The truth table's schema metadata plus the stamp settings (``csst_photoz.*`` keys)."""
     metadata = dict(truth.schema.metadata or {})
     metadata.update(
         {
             b"csst_photoz.kind": b"training_stamps",
             b"csst_photoz.stamp_seed": str(seed).encode(),
-            b"csst_photoz.stamp_size": str(size).encode(),
-            b"csst_photoz.neighbours": str(neighbours).encode(),
-            b"csst_photoz.neighbour_source": neighbour_source.encode(),
+            b"csst_photoz.stamp_size": str(settings.size).encode(),
+            b"csst_photoz.neighbours": str(settings.neighbours).encode(),
+            b"csst_photoz.neighbour_source": settings.neighbour_source.encode(),
             b"csst_photoz.neighbour_margin_pix": str(NEIGHBOUR_MARGIN_PIX).encode(),
-            b"csst_photoz.noise": str(noise).encode(),
-            b"csst_photoz.paper_setup": str(render.paper_setup).encode(),
+            b"csst_photoz.noise": str(settings.noise).encode(),
+            b"csst_photoz.paper_setup": str(settings.render.paper_setup).encode(),
         }
     )
-    return stamps, table.replace_schema_metadata(metadata)
+    return metadata
 
 
 def measure_stamps(

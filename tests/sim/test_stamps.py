@@ -1,14 +1,19 @@
 """Training stamps: flux, noise, neighbours, batch independence, and the measured photometry."""
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
+import zarr
 
 from csst_photoz.sim import simulate_catalog
 from csst_photoz.sim.population import PopulationConfig, surface_density
 from csst_photoz.sim.stamps import (
     NEIGHBOUR_MARGIN_PIX,
+    StampSettings,
     draw_neighbours,
     mean_neighbour_count,
     measure_stamps,
@@ -210,6 +215,10 @@ def test_bad_arguments_are_clear_errors(truth, instrument):
         render_stamps(truth.drop(["disk_hlr"]), instrument=instrument, seed=0)
     with pytest.raises(ValueError, match="size"):
         render_stamps(truth, instrument=instrument, seed=0, size=4)
+    with pytest.raises(ValueError, match="size"):
+        StampSettings(size=4)
+    with pytest.raises(TypeError, match=r"\['sise'\]"):
+        render_stamps(truth, instrument=instrument, seed=0, sise=32)
     images = np.zeros((2, 7, 16, 16), np.float32)
     with pytest.raises(ValueError, match="variances"):
         measure_stamps(images, np.ones(6), bands=instrument.band_names)
@@ -220,3 +229,41 @@ def test_bad_arguments_are_clear_errors(truth, instrument):
 def test_offsets_are_seeded_per_galaxy():
     np.testing.assert_array_equal(stamp_offset(7, seed=1), stamp_offset(7, seed=1))
     assert not np.array_equal(stamp_offset(7, seed=1), stamp_offset(8, seed=1))
+
+
+def test_settings_and_keyword_options_are_the_same_stamps(truth, instrument, pool):
+    rows = truth.slice(0, 2)
+    settings = StampSettings(size=24, noise=False, max_match_distance=2.0)
+    by_settings = render_stamps(
+        rows, instrument=instrument, seed=SEED, pool=pool, settings=settings
+    )
+    by_keywords = render_stamps(
+        rows, instrument=instrument, seed=SEED, pool=pool, size=24, noise=False,
+        max_match_distance=2.0,
+    )  # fmt: skip
+    np.testing.assert_array_equal(by_settings[0], by_keywords[0])
+    assert by_settings[1].schema.equals(by_keywords[1].schema, check_metadata=True)
+    # a keyword replaces the field of the settings object
+    wider, _ = render_stamps(
+        rows, instrument=instrument, seed=SEED, pool=pool, settings=settings, size=32,
+        measure=False,
+    )  # fmt: skip
+    assert wider.shape[-1] == 32
+
+
+def test_the_v0_1_training_set_is_rendered_again_exactly(instrument):
+    """Stamps and table of the frozen v0.1 training set (24 stamps, 16 px, seed 5)."""
+    from csst_photoz.pipeline.training_stamps import draw_training_truth
+
+    fixture = Path(__file__).parents[1] / "fixtures" / "v0_1" / "training_set"
+    written = pq.read_table(fixture / "stamps.parquet")
+    truth = draw_training_truth(24, seed=5, instrument=instrument)
+    images, table = render_stamps(truth, instrument=instrument, seed=5, size=16)
+    np.testing.assert_array_equal(images, zarr.open_array(fixture / "stamps.zarr" / "stamps")[:])
+    assert table.schema.equals(written.schema, check_metadata=False)
+    for name in written.column_names:
+        np.testing.assert_array_equal(
+            table[name].to_numpy(zero_copy_only=False),
+            written[name].to_numpy(zero_copy_only=False),
+            err_msg=name,
+        )
