@@ -24,8 +24,8 @@ from .stamps import (
     stamp_offset,
 )
 from .synthetic_photometry import SyntheticPhotometer
-from .tiles import SimulationConfig
 from .templates import TEMPLATE_NAMES, TemplateSet, load_cww_templates, type_weights
+from .tiles import SimulationConfig
 
 __all__ = [
     "BPZ_CLASSES",
