@@ -293,3 +293,18 @@ def test_doc_example_holds_all_five_sections_and_loads(tmp_path):
     project = load_project_config(_write(tmp_path, example))
     assert project.instrument.bands["y"].n_exposures == 6
     assert project.pipeline.photometry.kron_factor == 2.5
+
+
+def test_simulation_config_covers_the_render_settings_and_detector_effects():
+    import dataclasses
+
+    from csst_photoz.sim.render import RenderSettings
+    from csst_photoz.sim.tiles import DetectorEffects
+
+    render = {f.name for f in dataclasses.fields(RenderSettings)} - {"gsparams"}
+    assert render | set(DetectorEffects.model_fields) == set(SimulationConfig.model_fields)
+    assert SimulationConfig().render_settings() == RenderSettings()
+    assert SimulationConfig().detector_effects() == DetectorEffects()
+    custom = SimulationConfig(paper_setup=True, bulge_truncation=4.0, noise=False, bright_stars=2)
+    assert custom.render_settings() == RenderSettings(paper_setup=True, bulge_truncation=4.0)
+    assert custom.detector_effects() == DetectorEffects(noise=False, bright_stars=2)
