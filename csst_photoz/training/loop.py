@@ -280,10 +280,17 @@ class _Run:
         ).to(self.ctx.device)
         record = None
         if calibrate:
-            record = calibrate_model(
-                best, self.validation_set, data=str(self.data.source),
-                batch_size=self.config.eval_batch_size,
-            )  # fmt: skip
+            try:
+                record = calibrate_model(
+                    best, self.validation_set, data=str(self.data.source),
+                    batch_size=self.config.eval_batch_size,
+                )  # fmt: skip
+            except ValueError as error:
+                raise ValueError(
+                    f"{self.paths.best}: the best model's uncertainties cannot be calibrated on "
+                    f"the validation split ({error}); rerun with --no-calibrate "
+                    "(calibrate=False) to write it uncalibrated from the saved state"
+                ) from error
         epoch, metrics = self.progress.best_epoch, self.progress.best_metrics
         extra = training_metadata(self.kind, self.config, self.data, self.split)
         extra.update(

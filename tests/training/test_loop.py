@@ -308,3 +308,20 @@ def test_a_state_without_best_weights_takes_them_from_the_checkpoint_file(
     out.unlink()
     with pytest.raises(ResumeError, match="keeps no best weights"):
         train_model("mlp", stamp_set, three, out)
+
+
+def test_a_failed_calibration_names_the_checkpoint_and_the_state_writes_it_uncalibrated(
+    stamp_set, tmp_path, fast_config, monkeypatch
+):
+    def unusable(*args, **kwargs):
+        raise ValueError("no galaxy with finite values and sigma > 0 to calibrate on")
+
+    out = tmp_path / "mlp.pt"
+    with monkeypatch.context() as patch:
+        patch.setattr("csst_photoz.training.calibrate.coverage_scale", unusable)
+        with pytest.raises(ValueError, match=r"mlp\.pt: the best model's .* --no-calibrate"):
+            train_model("mlp", stamp_set, fast_config, out)
+    assert not out.exists()
+    result = train_model("mlp", stamp_set, fast_config, out, calibrate=False)
+    assert result.sigma_calibration is None and load_model(out).sigma_scale == 1.0
+    assert len(read_log(tmp_path / "mlp.log.jsonl")) == 2  # no epoch was run again
