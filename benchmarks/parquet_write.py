@@ -268,7 +268,7 @@ def _measure(table: pa.Table, scratch: Path, repeats: int) -> dict[str, Any]:
 
     writers = {
         "RunStore.write_partition (zstd, no float dictionary, atomic rename, SHA-256)": (
-            lambda: store.write_partition(table),
+            lambda: store.write_partition(tile_id, table),
             partition,
         ),
         "zstd as RunStore, no rename, no SHA-256": (write_zstd, zstd_path),
@@ -393,7 +393,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="parquet_write_", dir=args.scratch) as folder:
         scratch = Path(folder)
         single, tile = _partition_of_tile(args, scratch)
-        single_path, single_bytes, _ = RunStore(scratch / "single").write_partition(single)
+        single_id = int(single.schema.metadata[b"csst_photoz.tile_id"])
+        single_store = RunStore(scratch / "single")
+        single_path, single_bytes, _ = single_store.write_partition(single_id, single)
         single_data_bytes = _data_bytes(single_path)
         table = _tiled(single, args.rows, args.seed)
         print(f"table: {table.num_rows} rows, {table.num_columns} columns, "

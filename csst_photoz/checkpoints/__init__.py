@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..io.paths import CHECKPOINT_GLOB, is_training_state
+
 __all__ = ["SHIPPED_ORDER", "checkpoint_files", "shipped_checkpoints"]
 
 #: The networks in the order their columns appear in the catalogue.
@@ -29,7 +31,7 @@ def checkpoint_files(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"checkpoint folder not found: {directory}")
-    files = [p for p in directory.glob("*.pt") if not p.name.endswith(".last.pt")]
+    files = [p for p in directory.glob(CHECKPOINT_GLOB) if not is_training_state(p)]
     rank = {name: k for k, name in enumerate(SHIPPED_ORDER)}
     return sorted(files, key=lambda p: (rank.get(p.stem, len(rank)), p.name))
 

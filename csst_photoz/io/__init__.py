@@ -1,7 +1,8 @@
 """Reading and writing the project's files, with validation of everything read.
 
 Tiles as zarr groups (:mod:`.tile_zarr`) and per-band FITS (:mod:`.tile_fits`), catalogues as
-Parquet (:mod:`.parquet`), and the path grammar (:mod:`.paths`).
+Parquet (:mod:`.parquet`), training sets (:mod:`.training_set`), batch-run folders
+(:mod:`.run_store`), and the path grammar (:mod:`.paths`).
 """
 
 from .parquet import read_parquet_table, write_parquet_atomic
@@ -14,10 +15,20 @@ from .tile_zarr import (
     tile_size_on_disk,
     write_tile_zarr,
 )
+from .training_set import (
+    TrainingSetSettings,
+    TrainingSetWriter,
+    begin_training_set,
+    open_stamps,
+)
 
 __all__ = [
     "TileFormatError",
     "TileZarrWriter",
+    "TrainingSetSettings",
+    "TrainingSetWriter",
+    "begin_training_set",
+    "open_stamps",
     "read_parquet_table",
     "read_tile_fits",
     "read_tile_zarr",

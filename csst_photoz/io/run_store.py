@@ -1,7 +1,7 @@
 """The output folder of a batch run: per-tile Parquet partitions, done-markers and failures.
 
 Layout (every path is a function of the tile id or the tile source, so reruns and retried
-tasks land on the same names)::
+tasks land on the same names; the names are `~csst_photoz.io.paths.RunLayout`'s)::
 
     RUN/run.json                       settings and checkpoints of the run (a rerun must match)
     RUN/tiles/tile_<id>.parquet        one catalogue partition per tile (zstd)
@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .atomic import atomic_destination, with_default_mode
+from .paths import RunLayout, temporary_prefix
 
 __all__ = [
     "RunStore",
@@ -99,29 +100,30 @@ class RunStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self.layout = RunLayout(self.root)
 
     # -- paths ---------------------------------------------------------------------------
     @property
     def tiles_dir(self) -> Path:
         """Folder of the per-tile partitions."""
-        return self.root / "tiles"
+        return self.layout.tiles_dir
 
     def partition_path(self, tile_id: int) -> Path:
         """The catalogue partition of a tile."""
-        return self.tiles_dir / f"tile_{tile_id:08d}.parquet"
+        return self.layout.partition(tile_id)
 
     def marker_path(self, tile_id: int) -> Path:
         """The done-marker of a tile."""
-        return self.root / "_done" / f"tile_{tile_id:08d}.json"
+        return self.layout.marker(tile_id)
 
     def failure_path(self, source_digest: str) -> Path:
         """The failure record of a tile source."""
-        return self.root / "_failed" / f"{source_digest}.json"
+        return self.layout.failure(source_digest)
 
     @property
     def settings_path(self) -> Path:
         """The run's settings (``run.json``)."""
-        return self.root / "run.json"
+        return self.layout.settings
 
     # -- settings ------------------------------------------------------------------------
     def check_settings(self, settings: Mapping[str, Any], *, overwrite: bool = False) -> None:
@@ -160,11 +162,11 @@ class RunStore:
         of two tasks racing for one id exactly one wins, and the loser reads the winner's name.
         Claiming again for the same source succeeds.
         """
-        path = self.root / "_claims" / f"tile_{tile_id:08d}"
+        path = self.layout.claim(tile_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         # the claim appears complete or not at all: written under a private name, then linked
         # to the claim's name (a hard link fails, atomically, when the name exists)
-        handle, staged = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        handle, staged = tempfile.mkstemp(prefix=temporary_prefix(path), dir=path.parent)
         with_default_mode(staged)
         try:
             with os.fdopen(handle, "w") as stream:
@@ -177,12 +179,16 @@ class RunStore:
             os.unlink(staged)
         return None
 
-    def write_partition(self, table: pa.Table) -> tuple[Path, int, str]:
+    def write_partition(self, tile_id: int, table: pa.Table) -> tuple[Path, int, str]:
         """Write a tile's catalogue atomically; returns (path, bytes, SHA-256).
 
-        The tile id comes from the table's ``tile_id`` metadata (``csst_photoz.tile_id``).
+        Parameters
+        ----------
+        tile_id
+            The tile, which names the partition (`partition_path`).
+        table
+            Its catalogue (schema metadata kept).
         """
-        tile_id = int(table.schema.metadata[b"csst_photoz.tile_id"])
         path = self.partition_path(tile_id)
         dictionary_columns = [
             f.name for f in table.schema if not pa.types.is_floating(f.type)
@@ -231,7 +237,7 @@ class RunStore:
 
     def markers(self) -> Iterator[TileRecord]:
         """Every readable done-marker, in tile-id order."""
-        for path in sorted((self.root / "_done").glob("tile_*.json")):
+        for path in sorted(self.layout.markers_dir.glob(RunLayout.MARKER_GLOB)):
             try:
                 yield TileRecord(**json.loads(path.read_text()))
             except (OSError, json.JSONDecodeError, TypeError):
@@ -253,7 +259,7 @@ class RunStore:
     def failures(self) -> list[TileFailure]:
         """Every failure record."""
         records = []
-        for path in sorted((self.root / "_failed").glob("*.json")):
+        for path in sorted(self.layout.failures_dir.glob(RunLayout.FAILURE_GLOB)):
             try:
                 records.append(TileFailure(**json.loads(path.read_text())))
             except (OSError, json.JSONDecodeError, TypeError):
@@ -273,7 +279,7 @@ class RunStore:
             ("stage_seconds", pa.string()),
         ])  # fmt: skip
         table = pa.Table.from_pylist(rows, schema=schema)
-        with atomic_destination(self.root / "manifest.parquet") as temporary:
+        with atomic_destination(self.layout.manifest) as temporary:
             pq.write_table(table, temporary)
         return table
 
@@ -284,7 +290,7 @@ class RunStore:
             ("kind", pa.string()),
         ])  # fmt: skip
         table = pa.Table.from_pylist([asdict(f) for f in self.failures()], schema=schema)
-        with atomic_destination(self.root / "failures.parquet") as temporary:
+        with atomic_destination(self.layout.failures_table) as temporary:
             pq.write_table(table, temporary)
         return table
 

@@ -20,6 +20,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
 
 from ..tile import MaskBit, Tile
+from .paths import tile_fits_path
 from .tile_zarr import TileFormatError
 
 __all__ = ["read_tile_fits", "tile_fits_path", "write_tile_fits"]
@@ -27,11 +28,6 @@ __all__ = ["read_tile_fits", "tile_fits_path", "write_tile_fits"]
 CSST_BANDS = ("NUV", "u", "g", "r", "i", "z", "y")
 _WCS_TOLERANCE = 1e-9
 _ELECTRON_UNITS = ("electron", "electrons", "e-")
-
-
-def tile_fits_path(directory: str | Path, tile_id: int, band: str) -> Path:
-    """Path of one band's FITS file: ``<directory>/tile<id>_<band>.fits``."""
-    return Path(directory) / f"tile{tile_id}_{band}.fits"
 
 
 def write_tile_fits(tile: Tile, directory: str | Path) -> list[Path]:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..evaluation.field import FieldEvaluation, evaluate_field
 from ..instrument import Instrument
-from ..io.paths import tile_store_path
+from ..io.paths import DemoLayout, tile_store_path
 from ..io.run_store import RunStore
 from ..sim.tiles import tile_grid
 from .batch import RunSummary, run
@@ -102,7 +102,8 @@ def run_demo(
     DemoResult
     """
     out = Path(out)
-    tiles_dir, run_dir = out / "tiles", out / "run"
+    layout = DemoLayout(out)
+    tiles_dir, run_dir = layout.tiles, layout.run
     instrument = Instrument.default()
     specs = tile_grid(
         n_tiles, nx=size, ny=size, seed=seed,
@@ -124,11 +125,11 @@ def run_demo(
             from .finalize import finalize_catalog
 
             start = time.perf_counter()
-            catalog = out / "catalog"
+            catalog = layout.catalog
             if not catalog.exists():
                 catalog = finalize_catalog(RunStore(run_dir).partitions(), out, client=client)
             seconds["finalize"] = time.perf_counter() - start
     start = time.perf_counter()
-    evaluation = evaluate_field(RunStore(run_dir).partitions(), tiles_dir, out / "report")
+    evaluation = evaluate_field(RunStore(run_dir).partitions(), tiles_dir, layout.report)
     seconds["evaluate"] = time.perf_counter() - start
     return DemoResult(out, summary, catalog, evaluation, seconds)

@@ -298,7 +298,7 @@ def process_tile(source: TileSource, job: TileJob) -> TileResult:
     finally:
         _release_device_memory(device)
     with clock.stage("write"):
-        path, size, sha256 = store.write_partition(table)
+        path, size, sha256 = store.write_partition(tile.tile_id, table)
     seconds = time.perf_counter() - start
     stages = {name: round(value, 6) for name, value in clock.seconds.items()}
     store.write_marker(

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..io.atomic import atomic_destination
+from ..io.paths import training_log_path, training_state_path
 
 __all__ = [
     "STATE_FORMAT",
@@ -65,9 +66,7 @@ class RunPaths:
     def for_checkpoint(cls, path: str | os.PathLike[str]) -> RunPaths:
         """``CKPT`` -> ``CKPT``, ``<stem>.last.pt``, ``<stem>.log.jsonl`` in its folder."""
         best = Path(path)
-        stem = best.stem if best.suffix else best.name
-        return cls(best=best, state=best.with_name(f"{stem}.last.pt"),
-                   log=best.with_name(f"{stem}.log.jsonl"))  # fmt: skip
+        return cls(best=best, state=training_state_path(best), log=training_log_path(best))
 
 
 def capture_rng() -> dict[str, Any]:

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +36,7 @@ def make_table(tile_id: int, n: int = 50, seed: int = 0) -> pa.Table:
 
 def make_record(store: RunStore, tile_id: int, source: str, **extra) -> TileRecord:
     table = make_table(tile_id, seed=tile_id)
-    path, size, sha = store.write_partition(table)
+    path, size, sha = store.write_partition(tile_id, table)
     return TileRecord(
         tile_id=tile_id,
         source=source,
@@ -63,7 +64,7 @@ def test_file_sha256_matches_hashlib(tmp_path):
 def test_partition_is_written_under_its_tile_name_and_round_trips(tmp_path):
     store = RunStore(tmp_path / "run")
     table = make_table(7)
-    path, size, sha = store.write_partition(table)
+    path, size, sha = store.write_partition(7, table)
     assert path == store.partition_path(7) == tmp_path / "run" / "tiles" / "tile_00000007.parquet"
     assert size == path.stat().st_size and sha == file_sha256(path)
     # nothing but the partition is left in the folder (the temporary was renamed)
@@ -73,7 +74,7 @@ def test_partition_is_written_under_its_tile_name_and_round_trips(tmp_path):
 
 def test_partition_is_zstd_without_dictionaries_on_float_columns(tmp_path):
     store = RunStore(tmp_path)
-    path, _, _ = store.write_partition(make_table(3))
+    path, _, _ = store.write_partition(3, make_table(3))
     metadata = pq.ParquetFile(path).metadata
     assert metadata.num_rows == 50
     for g in range(metadata.num_row_groups):
@@ -95,7 +96,7 @@ def test_partition_is_zstd_without_dictionaries_on_float_columns(tmp_path):
 def test_partition_of_only_float_columns_has_no_dictionaries(tmp_path):
     table = pa.table({"a": pa.array([1.0, 1.0, 2.0]), "b": pa.array([0.5, 0.5, 0.5])})
     table = table.replace_schema_metadata({b"csst_photoz.tile_id": b"2"})
-    path, _, _ = RunStore(tmp_path).write_partition(table)
+    path, _, _ = RunStore(tmp_path).write_partition(2, table)
     group = pq.ParquetFile(path).metadata.row_group(0)
     for c in range(group.num_columns):
         assert not group.column(c).has_dictionary_page
@@ -103,7 +104,7 @@ def test_partition_of_only_float_columns_has_no_dictionaries(tmp_path):
 
 def test_failed_partition_write_leaves_no_file(tmp_path, monkeypatch):
     store = RunStore(tmp_path)
-    old_path, old_size, old_sha = store.write_partition(make_table(4, seed=1))
+    old_path, old_size, old_sha = store.write_partition(4, make_table(4, seed=1))
 
     def broken_write(table, where, **kwargs):
         with open(where, "wb") as handle:
@@ -112,9 +113,9 @@ def test_failed_partition_write_leaves_no_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(run_store_module.pq, "write_table", broken_write)
     with pytest.raises(OSError, match="disk full"):
-        store.write_partition(make_table(4, seed=2))
+        store.write_partition(4, make_table(4, seed=2))
     with pytest.raises(OSError, match="disk full"):
-        store.write_partition(make_table(5))
+        store.write_partition(5, make_table(5))
     # the earlier partition is untouched; no partial file or temporary is left behind
     assert file_sha256(old_path) == old_sha and old_path.stat().st_size == old_size
     assert sorted(p.name for p in store.tiles_dir.iterdir()) == ["tile_00000004.parquet"]
@@ -122,8 +123,8 @@ def test_failed_partition_write_leaves_no_file(tmp_path, monkeypatch):
 
 def test_rewriting_a_partition_replaces_it(tmp_path):
     store = RunStore(tmp_path)
-    _, _, first = store.write_partition(make_table(4, seed=1))
-    path, _, second = store.write_partition(make_table(4, seed=2))
+    _, _, first = store.write_partition(4, make_table(4, seed=1))
+    path, _, second = store.write_partition(4, make_table(4, seed=2))
     assert first != second == file_sha256(path)
     assert pq.read_table(path).equals(make_table(4, seed=2))
 
@@ -380,3 +381,39 @@ def test_write_failures_table(tmp_path):
         {"source": "s2", "reason": "worse", "tile_id": 7, "kind": "error"},
     ]
     assert pq.read_table(tmp_path / "failures.parquet").equals(table)
+
+
+def test_partition_is_named_by_the_callers_tile_id_not_the_metadata(tmp_path):
+    store = RunStore(tmp_path)
+    path, _, _ = store.write_partition(9, make_table(3))  # metadata says tile 3
+    assert path == tmp_path / "tiles" / "tile_00000009.parquet"
+    bare = pa.table({"flux": pa.array([1.0, 2.0])})  # no metadata at all
+    assert store.write_partition(10, bare)[0].name == "tile_00000010.parquet"
+
+
+# -- a run folder written before issue 15 ----------------------------------------------------
+
+V0_1_RUN = Path(__file__).parents[1] / "fixtures" / "v0_1" / "run"
+
+
+def test_run_folder_written_by_v0_1_still_opens():
+    store = RunStore(V0_1_RUN)
+    (record,) = store.markers()
+    assert (record.tile_id, record.rows) == (0, 2)
+    assert record.partition == "tiles/tile_00000000.parquet"
+    assert store.read_marker(0) == record
+    assert store.partition_path(0) == V0_1_RUN / record.partition
+    assert store.is_done(record)
+    store.verify_partition(record)  # size and SHA-256 of the partition match the marker
+    assert store.done_sources() == {record.source: record}
+    assert store.partitions() == [V0_1_RUN / "tiles" / "tile_00000000.parquet"]
+    assert pq.read_table(store.partition_path(0)).num_rows == record.rows
+    manifest = pq.read_table(store.layout.manifest).to_pylist()
+    assert [(row["tile_id"], row["sha256"]) for row in manifest] == [(0, record.sha256)]
+    assert pq.read_table(store.layout.failures_table).num_rows == 0 and store.failures() == []
+    # the run's own settings pass the rerun check (and nothing is rewritten)
+    before = store.settings_path.read_bytes()
+    store.check_settings(json.loads(before))
+    assert store.settings_path.read_bytes() == before
+    # its claim names the source that holds the tile id
+    assert store.layout.claim(0).read_text() == record.source

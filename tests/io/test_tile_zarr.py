@@ -221,3 +221,16 @@ def test_the_store_is_readable_by_others_under_the_umask(stored):
     mask = os.umask(0o022)
     os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o777 & ~mask
+
+
+def test_tile_written_by_v0_1_still_loads():
+    import pyarrow.parquet as pq
+
+    from csst_photoz.io.paths import tile_store_path, tile_truth_path
+
+    folder = Path(__file__).parents[1] / "fixtures" / "v0_1" / "tiles"
+    tile = read_tile_zarr(tile_store_path(folder, 0))
+    assert tile.tile_id == 0 and tile.bands == ("NUV", "u", "g", "r", "i", "z", "y")
+    assert tile.image.shape == tile.variance.shape == tile.mask.shape == (7, 96, 96)
+    assert tile.image.dtype == np.float32 and np.isfinite(tile.image).all()
+    assert pq.read_table(tile_truth_path(folder, 0)).num_rows == 6
