@@ -142,6 +142,26 @@ def test_raising_in_the_callers_loop_cancels_the_futures_in_flight(client):
     assert released(client, "stop-")
 
 
+def test_a_keyboard_interrupt_cancels_the_futures_in_flight_and_propagates(client):
+    one_task = task_per_item(client, slow, key=lambda x: f"interrupt-{x}")
+    futures = {}
+
+    def submit(x: int):
+        if x == 5:  # while the helper refills its window, as a Ctrl-C would arrive
+            raise KeyboardInterrupt
+        futures[x] = one_task(x)
+        return futures[x]
+
+    seen = []
+    with pytest.raises(KeyboardInterrupt):
+        for outcome in submit_bounded(client, range(50), submit, window=4):
+            seen.append(outcome.item)
+    assert len(seen) == 2  # 0..3 in flight; the second refill (item 5) was interrupted
+    assert {futures[x].status for x in futures if x not in seen} == {"cancelled"}
+    futures.clear()
+    assert released(client, "interrupt-")
+
+
 def test_the_window_defaults_to_twice_the_threads_and_must_be_positive(client):
     assert default_window(client) == 4
     submit = task_per_item(client, square, key=lambda x: f"bad-{x}")
