@@ -18,7 +18,15 @@ from numpy.typing import NDArray
 
 from .constants import AB_ZERO_POINT_NJY
 
-__all__ = ["MaskBit", "Tile"]
+__all__ = ["MaskBit", "Tile", "TileDataError"]
+
+
+class TileDataError(ValueError):
+    """A tile whose data cannot be used (missing, corrupt, wrong format, refused by photometry).
+
+    The batch processor records such a tile as failed (not retried) and goes on; every other
+    exception is a fault for Dask to retry, then to report.
+    """
 
 
 class MaskBit(enum.IntFlag):

@@ -1,10 +1,22 @@
 """Reading and writing the project's files, with validation of everything read.
 
 Tiles as zarr groups (:mod:`.tile_zarr`) and per-band FITS (:mod:`.tile_fits`), catalogues as
-Parquet (:mod:`.parquet`), training sets (:mod:`.training_set`), batch-run folders
-(:mod:`.run_store`), and the path grammar (:mod:`.paths`).
+Parquet (:mod:`.parquet`), checkpoint files (:mod:`.checkpoint_file`), training sets
+(:mod:`.training_set`), batch-run folders (:mod:`.run_store`), and the path grammar
+(:mod:`.paths`).
 """
 
+from ..tile import TileDataError
+from .checkpoint_file import (
+    CheckpointMetadata,
+    FluxInput,
+    InputDeclaration,
+    SigmaCalibration,
+    StampInput,
+    TrainingRecord,
+    read_checkpoint,
+    write_checkpoint,
+)
 from .parquet import read_parquet_table, write_parquet_atomic
 from .paths import tile_store_path, tile_truth_path
 from .tile_fits import read_tile_fits, tile_fits_path, write_tile_fits
@@ -23,12 +35,20 @@ from .training_set import (
 )
 
 __all__ = [
+    "CheckpointMetadata",
+    "FluxInput",
+    "InputDeclaration",
+    "SigmaCalibration",
+    "StampInput",
+    "TileDataError",
     "TileFormatError",
     "TileZarrWriter",
+    "TrainingRecord",
     "TrainingSetSettings",
     "TrainingSetWriter",
     "begin_training_set",
     "open_stamps",
+    "read_checkpoint",
     "read_parquet_table",
     "read_tile_fits",
     "read_tile_zarr",
@@ -36,6 +56,7 @@ __all__ = [
     "tile_size_on_disk",
     "tile_store_path",
     "tile_truth_path",
+    "write_checkpoint",
     "write_parquet_atomic",
     "write_tile_fits",
     "write_tile_zarr",

@@ -198,18 +198,21 @@ def read_tile_fits(
     elif "TILEID" in header and int(header["TILEID"]) != tile_id:
         raise TileFormatError(f"{first_path}: TILEID={header['TILEID']}, but tile_id={tile_id}")
     wcs_header = dict(first["wcs"].to_header().items())
-    return Tile(
-        tile_id=tile_id,
-        bands=tuple(bands),
-        image=image,
-        variance=variance,
-        mask=mask,
-        zero_point_rate=tuple(float(by_band[b][1]["header"]["ZPRATE"]) for b in bands),
-        exposure_time=tuple(float(by_band[b][1]["header"]["EXPTIME"]) for b in bands),
-        pixel_scale_arcsec=float(header["PIXSCALE"]),
-        wcs_header=wcs_header,
-        meta={
-            "source_files": [str(by_band[b][0]) for b in bands],
-            "nonfinite_pixels": bad.sum(axis=(1, 2)).tolist(),
-        },
-    )
+    try:
+        return Tile(
+            tile_id=tile_id,
+            bands=tuple(bands),
+            image=image,
+            variance=variance,
+            mask=mask,
+            zero_point_rate=tuple(float(by_band[b][1]["header"]["ZPRATE"]) for b in bands),
+            exposure_time=tuple(float(by_band[b][1]["header"]["EXPTIME"]) for b in bands),
+            pixel_scale_arcsec=float(header["PIXSCALE"]),
+            wcs_header=wcs_header,
+            meta={
+                "source_files": [str(by_band[b][0]) for b in bands],
+                "nonfinite_pixels": bad.sum(axis=(1, 2)).tolist(),
+            },
+        )
+    except ValueError as exc:  # calibration keywords the tile refuses (e.g. EXPTIME <= 0)
+        raise TileFormatError(f"{first_path}: {exc}") from exc

@@ -30,7 +30,7 @@ import numpy as np
 import zarr
 from numpy.typing import NDArray
 
-from ..tile import MaskBit, Tile
+from ..tile import MaskBit, Tile, TileDataError
 from .atomic import with_default_mode
 
 __all__ = [
@@ -59,7 +59,7 @@ _REQUIRED_ATTRS = (
 )
 
 
-class TileFormatError(ValueError):
+class TileFormatError(TileDataError):
     """A tile on disk is missing, incomplete, corrupt or not in the expected format."""
 
 

@@ -9,11 +9,12 @@
 :func:`keras_parameter_count`.) Every model also predicts ``log sigma`` from a separate
 uncertainty head (:mod:`csst_photoz.models.uncertainty`) and carries its input transforms, so
 ``model.predict(fluxes, flux_errors, stamps)`` takes raw catalogue values and raw stamps, and
-:func:`save_model` / :func:`load_model` need nothing but one file.
+:func:`save_model` / :func:`load_model` need nothing but one file (its metadata, a typed
+:class:`CheckpointMetadata`, declares the input columns with their unit and aperture).
 """
 
 from .base import PhotoZEstimate, PhotoZModel, model_class, registered_architectures
-from .checkpoint import CheckpointError, load_model, read_metadata, save_model
+from .checkpoint import CheckpointError, CheckpointMetadata, load_model, read_metadata, save_model
 from .cnn import CNN, CNNConfig
 from .features import FluxFeatures, estimate_limiting_flux, flux_features, signed_log10
 from .hybrid import Hybrid, HybridConfig
@@ -27,6 +28,7 @@ __all__ = [
     "MLP",
     "CNNConfig",
     "CheckpointError",
+    "CheckpointMetadata",
     "FluxFeatures",
     "Hybrid",
     "HybridConfig",

@@ -14,7 +14,6 @@ runs on raw catalogue values and raw stamps, and one checkpoint file is enough f
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
@@ -23,6 +22,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
+from ..io.checkpoint_file import CheckpointMetadata, SigmaCalibration
 from .layers import keras_parameter_count
 from .uncertainty import Prediction
 
@@ -141,39 +141,41 @@ class PhotoZModel(nn.Module):
             )
         self.config = config
         #: Post-hoc recalibration of the uncertainties (`set_sigma_calibration`), or None.
-        self.sigma_calibration: dict[str, Any] | None = None
+        self.sigma_calibration: SigmaCalibration | None = None
+        #: The metadata of the checkpoint this model was loaded from or last saved to, or None.
+        self.checkpoint_metadata: CheckpointMetadata | None = None
 
     @property
     def sigma_scale(self) -> float:
         """Factor applied to ``exp(log_sigma)`` by `predict` (1 when uncalibrated)."""
         if self.sigma_calibration is None:
             return 1.0
-        return float(self.sigma_calibration["scale"])
+        return float(self.sigma_calibration.scale)
 
-    def set_sigma_calibration(self, calibration: Mapping[str, Any] | None) -> None:
+    def set_sigma_calibration(
+        self, calibration: SigmaCalibration | Mapping[str, Any] | None
+    ) -> None:
         """Set (or, with None, remove) the uncertainty calibration.
 
         Parameters
         ----------
         calibration
-            A JSON-ready record with at least ``"scale"``, a finite factor > 0 on the network's
-            ``exp(log_sigma)`` (``csst_photoz.training.calibrate_checkpoint`` writes one, with
-            how it was fitted); it is saved in the checkpoint's metadata.
+            A `SigmaCalibration`, or its record as a dict with at least ``"scale"``, a finite
+            factor > 0 on the network's ``exp(log_sigma)``
+            (``csst_photoz.training.calibrate_checkpoint`` writes one, with how it was
+            fitted); it is saved in the checkpoint's metadata.
 
         Raises
         ------
         ValueError
-            If ``"scale"`` is missing, not finite or not > 0.
+            If ``"scale"`` is missing, not finite or not > 0, or the record has unknown keys.
         """
-        if calibration is None:
-            self.sigma_calibration = None
+        if calibration is None or isinstance(calibration, SigmaCalibration):
+            self.sigma_calibration = calibration
             return
-        scale = calibration.get("scale") if isinstance(calibration, Mapping) else None
-        if isinstance(scale, bool) or not isinstance(scale, int | float):
+        if not isinstance(calibration, Mapping):
             raise ValueError(f"sigma calibration needs a numeric 'scale', got {calibration!r}")
-        if not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"sigma calibration scale must be finite and > 0, got {scale}")
-        self.sigma_calibration = json_ready(dict(calibration))
+        self.sigma_calibration = SigmaCalibration.model_validate(json_ready(dict(calibration)))
 
     @classmethod
     def from_config_dict(cls, data: Mapping[str, Any]) -> PhotoZModel:

@@ -41,6 +41,24 @@ def select_bands(model: PhotoZModel, bands: Sequence[str]) -> list[int]:
     return [list(bands).index(band) for band in model.bands]
 
 
+def _flux_columns(
+    models: Mapping[str, PhotoZModel], flux_index: Mapping[str, Sequence[int]], width: int
+) -> dict[str, list[int]]:
+    """``flux_index`` checked: every flux network, one column per band, within ``width``."""
+    columns = {}
+    for name, model in models.items():
+        if "fluxes" not in model.input_names:
+            continue
+        index = [int(k) for k in flux_index.get(name, ())]
+        if len(index) != model.n_bands or not all(0 <= k < width for k in index):
+            raise ValueError(
+                f"{name}: flux_index needs {model.n_bands} columns of the {width} given, "
+                f"got {index}"
+            )
+        columns[name] = index
+    return columns
+
+
 @contextlib.contextmanager
 def _precision(device: torch.device, mixed_precision: bool) -> Iterator[None]:
     if mixed_precision and device.type == "cuda":
@@ -61,6 +79,7 @@ def predict_catalog(
     flux_errors: np.ndarray,
     cut_stamps: StampCutter | None,
     *,
+    flux_index: Mapping[str, Sequence[int]] | None = None,
     batch_size: int = 4096,
     mixed_precision: bool = True,
     seed: int = 0,
@@ -72,11 +91,16 @@ def predict_catalog(
     models
         Output name -> network (on the device to run on).
     bands
-        Band order of the columns of ``fluxes`` and the planes of the stamps.
+        Band order of the planes of the stamps, and of the columns of ``fluxes`` unless
+        ``flux_index`` is given.
     fluxes, flux_errors
-        (n, n_bands) host arrays in the networks' flux unit (electrons for CSST checkpoints).
+        (n, k) host arrays in the networks' flux unit (electrons for CSST checkpoints).
     cut_stamps
         Cuts the stamps of a batch of rows (None if no model needs stamps).
+    flux_index
+        Per flux network, the columns of ``fluxes`` it reads, in its band order (the
+        catalogue columns its checkpoint declares). Default: the columns are ``bands`` and each
+        network reads its bands' columns.
     batch_size
         Rows per batch.
     mixed_precision
@@ -90,14 +114,20 @@ def predict_catalog(
         Output name -> `PhotoZEstimate` (``z``, ``z_err``; float32, length n).
     """
     n = int(fluxes.shape[0])
-    if flux_errors.shape != fluxes.shape or fluxes.ndim != 2 or fluxes.shape[1] != len(bands):
+    width = len(bands) if flux_index is None else fluxes.shape[-1]
+    if flux_errors.shape != fluxes.shape or fluxes.ndim != 2 or fluxes.shape[1] != width:
         raise ValueError(
-            f"fluxes and errors must both be (n, {len(bands)}); got {fluxes.shape} and "
+            f"fluxes and errors must both be (n, {width}); got {fluxes.shape} and "
             f"{flux_errors.shape}"
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    columns = {name: select_bands(model, bands) for name, model in models.items()}
+    planes = {  # stamp planes of each stamp network (and, by default, flux columns)
+        name: select_bands(model, bands)
+        for name, model in models.items()
+        if flux_index is None or "stamps" in model.input_names
+    }
+    columns = planes if flux_index is None else _flux_columns(models, flux_index, width)
     needs_stamps = any("stamps" in model.input_names for model in models.values())
     if needs_stamps and cut_stamps is None:
         raise ValueError("a stamp network was given but no stamp cutter")
@@ -108,9 +138,9 @@ def predict_catalog(
         stamps = cut_stamps(rows) if needs_stamps and cut_stamps is not None else None
         for name, model in models.items():
             device = _device_of(model)
-            index = columns[name]
             inputs: dict[str, Any] = {}
             if "fluxes" in model.input_names:
+                index = columns[name]
                 inputs["fluxes"] = torch.from_numpy(
                     np.ascontiguousarray(fluxes[rows][:, index], dtype=np.float32)
                 ).to(device)
@@ -118,8 +148,9 @@ def predict_catalog(
                     np.ascontiguousarray(flux_errors[rows][:, index], dtype=np.float32)
                 ).to(device)
             if "stamps" in model.input_names:
-                planes = torch.as_tensor(stamps, device=device)
-                inputs["stamps"] = planes[:, index] if index != list(range(len(bands))) else planes
+                index = planes[name]
+                cube = torch.as_tensor(stamps, device=device)
+                inputs["stamps"] = cube[:, index] if index != list(range(len(bands))) else cube
             # bfloat16 only where it pays: the convolutions of stamp networks; flux-only
             # networks are tiny and lose accuracy in bf16 (benchmarks/inference.py: the MLP
             # moves by up to 0.4 in z on 21% of galaxies by > 0.01 (1+z) under bf16)

@@ -9,6 +9,10 @@ and the circular-aperture fluxes (``flux_ap<r>_<b>`` [nJy], radius ``r`` in arcs
 for the decimal point). Units and descriptions are field metadata; the schema metadata records
 the photometry settings and the package version.
 
+`flux_input_columns` maps a network's declared input (a flux unit and definition, see
+:class:`~csst_photoz.io.checkpoint_file.FluxInput`) to the catalogue's columns: electrons in
+the Kron aperture are ``counts_<b>``, nJy ``flux_<b>``, circles ``flux_ap<r>_<b>``.
+
 This is the one place where per-source arrays leave the device.
 """
 
@@ -29,6 +33,9 @@ from .measure import PhotometryConfig, SourceMeasurements
 __all__ = [
     "OBJECTS_PER_TILE",
     "aperture_column",
+    "circle_aperture",
+    "flux_input_columns",
+    "kron_aperture",
     "object_ids",
     "photometry_schema",
     "photometry_table",
@@ -65,6 +72,66 @@ def _field(name: str, dtype: pa.DataType, unit: str, description: str) -> pa.Fie
 def aperture_column(radius_arcsec: float, band: str) -> str:
     """Column name of a circular-aperture flux, e.g. ``flux_ap0p50_g`` for 0.5" in g."""
     return f"flux_ap{radius_arcsec:.2f}".replace(".", "p") + f"_{band}"
+
+
+def kron_aperture(kron_factor: float) -> str:
+    """Name of the flux definition "``kron_factor`` x the Kron radius", e.g. ``"kron_1"``."""
+    return f"kron_{kron_factor:g}"
+
+
+def circle_aperture(radius_arcsec: float) -> str:
+    """Name of the flux definition "circle of ``radius_arcsec``", e.g. ``"circle_0.5"``."""
+    return f"circle_{radius_arcsec:g}"
+
+
+def _provided(band: str, config: PhotometryConfig) -> dict[tuple[str, str], tuple[str, str]]:
+    """(unit, aperture) -> (flux column, error column) of one band in the catalogue."""
+    kron = kron_aperture(config.kron_factor)
+    provided = {
+        ("electron", kron): (f"counts_{band}", f"counts_err_{band}"),
+        ("nJy", kron): (f"flux_{band}", f"flux_err_{band}"),
+    }
+    for radius in config.circular_radii_arcsec:
+        flux = aperture_column(radius, band)
+        provided["nJy", circle_aperture(radius)] = (flux, flux.replace("flux_", "flux_err_", 1))
+    return provided
+
+
+def flux_input_columns(
+    band: str, *, unit: str, aperture: str, config: PhotometryConfig
+) -> tuple[str, str]:
+    """The catalogue columns holding one band's flux in ``unit`` and ``aperture``.
+
+    Parameters
+    ----------
+    band
+        Band name.
+    unit
+        ``"electron"`` or ``"nJy"``.
+    aperture
+        The flux definition: ``kron_aperture(k)`` or ``circle_aperture(r)``.
+    config
+        The photometry settings the catalogue is measured with (Kron factor, circle radii).
+
+    Returns
+    -------
+    (str, str)
+        The flux and flux-error column names.
+
+    Raises
+    ------
+    ValueError
+        If the catalogue has no such flux, listing what it has.
+    """
+    provided = _provided(band, config)
+    try:
+        return provided[unit, aperture]
+    except KeyError:
+        offered = ", ".join(f"{a} in {u}" for u, a in provided)
+        raise ValueError(
+            f"the photometry catalogue has no {band} flux in {unit!r} in aperture "
+            f"{aperture!r} (it measures {offered})"
+        ) from None
 
 
 def object_ids(tile_id: int, n: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..tile import Tile
+from ..tile import Tile, TileDataError
 from .backend import array_module, is_cupy
 from .catalog import object_ids, photometry_table
 from .measure import (
@@ -112,7 +112,7 @@ def measure_tile(
             overwrite_input=overwrite_input or (xp is not np and not is_cupy(tile.image)),
         )  # fmt: skip
     except ValueError as error:
-        raise ValueError(f"tile {tile.tile_id}: {error}") from error
+        raise TileDataError(f"tile {tile.tile_id}: {error}") from error
     with stage("catalogue"):
         table = photometry_table(measurements, tile, config)
     return TilePhotometry(

@@ -28,6 +28,8 @@ from ..checkpoints import checkpoint_files, shipped_checkpoints
 from ..constants import CSST_BANDS
 from ..io.run_store import RunStore, TileFailure
 from ..io.tile_sources import TileSource, iter_tile_sources
+from ..photometry import PhotometryConfig
+from ..photometry.catalog import flux_input_columns
 from .cluster import connect
 from .config import PipelineConfig
 from .submit import default_window, submit_bounded, task_per_item
@@ -96,28 +98,41 @@ class RunSummary:
 
 def resolve_checkpoints(
     models: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+    *,
+    bands: Sequence[str] | None = None,
+    photometry: PhotometryConfig | None = None,
 ) -> list[CheckpointRef]:
-    """The checkpoints to run, with their catalogue column names.
+    """The checkpoints to run, with their catalogue column names, checked before any tile.
 
     Parameters
     ----------
     models
         None: the checkpoints shipped with the package; a folder: its ``*.pt`` files; a
         file or a list of files; an empty list: none (photometry only).
+    bands
+        The run's bands: every checkpoint's bands must be among them (None: not checked).
+    photometry
+        The photometry settings of the run (default: the paper's); every flux network's
+        declared inputs (unit and flux definition per band) must be columns of the catalogue
+        they measure (:func:`~csst_photoz.photometry.catalog.flux_input_columns`).
 
     Returns
     -------
     list of CheckpointRef
         Named ``z_<variant>`` (``mlp``, ``cnn``, ``hybrid``, ``hybrid_transfer``; ``_2``, ... for
-        repeats).
+        repeats), with the catalogue columns each network reads.
 
     Raises
     ------
-    CheckpointError, FileNotFoundError
-        On a missing or unreadable checkpoint (naming it).
+    FileNotFoundError
+        On a missing checkpoint.
+    CheckpointError
+        On an unreadable checkpoint, one for bands the run lacks, or inputs the catalogue
+        cannot provide (naming the file and the band, column or unit).
     """
-    from ..models import read_metadata
+    from ..models import CheckpointError, read_metadata
 
+    photometry = photometry or PhotometryConfig()
     if models is None:
         files = shipped_checkpoints()
     elif isinstance(models, (str, os.PathLike)) and Path(models).is_dir():
@@ -131,19 +146,39 @@ def resolve_checkpoints(
         if not file.is_file():
             raise FileNotFoundError(f"checkpoint not found: {file}")
         metadata = read_metadata(file)
-        variant = str(metadata.get("variant") or metadata.get("architecture"))
+        missing = [band for band in metadata.bands if bands is not None and band not in bands]
+        if missing:
+            raise CheckpointError(
+                f"{file}: the {metadata.variant} network needs bands {list(metadata.bands)}; "
+                f"the run has {list(bands or ())}, without {missing}"
+            )
+        columns = []
+        for entry in metadata.inputs.fluxes:
+            try:
+                columns.append(
+                    flux_input_columns(
+                        entry.band, unit=entry.unit, aperture=entry.aperture, config=photometry
+                    )
+                )
+            except ValueError as error:
+                raise CheckpointError(
+                    f"{file}: declares input {entry.flux!r} ({entry.unit}, {entry.aperture}), "
+                    f"which this run cannot provide: {error}"
+                ) from None
+        variant = metadata.variant
         name, k = variant.replace("-", "_"), 2
         while name in taken:
             name, k = f"{variant.replace('-', '_')}_{k}", k + 1
         taken.add(name)
-        calibration = metadata.get("sigma_calibration") or {}
         refs.append(
             CheckpointRef(
                 name,
                 str(file.resolve()),
-                str(metadata["state_dict_sha256"]),
+                metadata.state_dict_sha256,
                 variant,
-                float(calibration.get("scale", 1.0)),
+                metadata.sigma_scale,
+                tuple(flux for flux, _ in columns),
+                tuple(error for _, error in columns),
             )
         )
     return refs
@@ -271,6 +306,12 @@ def run(
     RunSummary
         Tiles done / skipped / failed, galaxies, wall and per-stage times, failures.
 
+    Raises
+    ------
+    CheckpointError
+        Before any tile is submitted: a checkpoint that cannot be read, needs bands the run
+        lacks, or reads fluxes the run's photometry does not measure.
+
     Examples
     --------
     >>> import csst_photoz
@@ -278,7 +319,7 @@ def run(
     >>> print(summary)                                                # doctest: +SKIP
     """
     config = config or PipelineConfig()
-    checkpoints = resolve_checkpoints(models)
+    checkpoints = resolve_checkpoints(models, bands=bands, photometry=config.photometry)
     store = RunStore(out)
     store.check_settings(
         {

@@ -11,9 +11,10 @@ apertures, stamps and inference run there, and only the per-source table comes b
 tiles the CuPy and torch caching allocators release their free blocks, so the two libraries
 share the device without one starving the other.
 
-Bad input (a corrupt or truncated tile, wrong shape, missing bands, invalid pixels that defeat
-the measurement) is not retried: it comes back as a ``failed`` result naming the file and the
-problem, and the run goes on. Anything else raises, so Dask retries it.
+Bad input (a :class:`~csst_photoz.tile.TileDataError`: a corrupt or truncated tile, wrong
+shape, missing bands, invalid pixels that defeat the measurement; or an unreadable file) is not
+retried: it comes back as a ``failed`` result naming the file and the problem, and the run goes
+on. Anything else raises, so Dask retries it and the run records it as an error.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ import pyarrow as pa
 from .. import __version__
 from ..io.run_store import RunStore, TileRecord
 from ..io.tile_sources import TileSource
-from ..io.tile_zarr import TileFormatError
 from ..photometry import measure_tile
+from ..tile import TileDataError
 from .config import PipelineConfig
 
 __all__ = [
@@ -51,13 +52,20 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CheckpointRef:
-    """A checkpoint to run: name, file, tensor digest and uncertainty calibration factor."""
+    """A checkpoint to run: name, file, tensor digest, calibration factor and input columns.
+
+    ``flux_columns`` and ``error_columns`` are the photometry catalogue's columns the network
+    reads, in its band order (empty for stamp-only networks), chosen from the checkpoint's
+    input declaration (:func:`~csst_photoz.photometry.catalog.flux_input_columns`).
+    """
 
     name: str
     path: str
     sha256: str
     variant: str
     sigma_scale: float = 1.0
+    flux_columns: tuple[str, ...] = ()
+    error_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ def _models(checkpoints: tuple[CheckpointRef, ...], device: str) -> dict[str, An
     models = {}
     for ref in checkpoints:
         model = load_model(ref.path, map_location=device)
-        digest = model.checkpoint_metadata.get("state_dict_sha256")
+        digest = model.checkpoint_metadata.state_dict_sha256
         if digest != ref.sha256:
             raise RuntimeError(
                 f"{ref.path}: checkpoint changed since the run started (tensor digest "
@@ -212,6 +220,26 @@ def _with_photoz(table: pa.Table, estimates: dict[str, Any], job: TileJob) -> pa
     return table.replace_schema_metadata(metadata)
 
 
+def _flux_inputs(
+    table: pa.Table, checkpoints: tuple[CheckpointRef, ...]
+) -> tuple[np.ndarray, np.ndarray, dict[str, list[int]]]:
+    """The catalogue columns the flux networks read, and each network's positions in them."""
+    pairs: list[tuple[str, str]] = []
+    index: dict[str, list[int]] = {}
+    for ref in checkpoints:
+        index[ref.name] = []
+        for pair in zip(ref.flux_columns, ref.error_columns, strict=True):
+            if pair not in pairs:
+                pairs.append(pair)
+            index[ref.name].append(pairs.index(pair))
+
+    def stack(names: list[str]) -> np.ndarray:
+        columns = [table[name].to_numpy() for name in names]
+        return np.stack(columns, axis=1) if columns else np.zeros((table.num_rows, 0))
+
+    return stack([f for f, _ in pairs]), stack([e for _, e in pairs]), index
+
+
 def _measure_and_infer(
     tile: Any, job: TileJob, config: PipelineConfig, device: str, clock: _StageClock
 ) -> pa.Table:
@@ -226,9 +254,7 @@ def _measure_and_infer(
     table = photometry.table
     with clock.stage("load_models"):  # once per worker process (cached), ~0 after
         models = _models(job.checkpoints, device) if job.checkpoints else {}
-    bands = list(tile.bands)
-    fluxes = np.stack([table[f"counts_{b}"].to_numpy() for b in bands], axis=1)
-    errors = np.stack([table[f"counts_err_{b}"].to_numpy() for b in bands], axis=1)
+    fluxes, errors, flux_index = _flux_inputs(table, job.checkpoints)
     stamp_seconds = 0.0
 
     def cut(rows: np.ndarray) -> Any:
@@ -246,7 +272,8 @@ def _measure_and_infer(
         torch.set_num_threads(config.torch_threads)
     with clock.stage("inference"):
         estimates = predict_catalog(
-            models, bands, fluxes, errors, cut, batch_size=config.inference_batch_size(device),
+            models, tile.bands, fluxes, errors, cut, flux_index=flux_index,
+            batch_size=config.inference_batch_size(device),
             mixed_precision=config.mixed_precision, seed=config.stamp_seed,
         )  # fmt: skip
     clock.seconds["inference"] -= stamp_seconds
@@ -278,7 +305,7 @@ def process_tile(source: TileSource, job: TileJob) -> TileResult:
     try:
         with clock.stage("read"):
             tile = source.read(job.bands)
-    except (TileFormatError, OSError, ValueError) as error:
+    except (TileDataError, OSError) as error:
         return TileResult(source.key, "failed", source.tile_id, reason=str(error))
     holder = store.claim(tile.tile_id, source.key)
     if holder is not None:
@@ -293,7 +320,7 @@ def process_tile(source: TileSource, job: TileJob) -> TileResult:
     try:
         try:
             table = _measure_and_infer(tile, job, config, device, clock)
-        except ValueError as error:  # the measurement refuses the data (naming the tile)
+        except TileDataError as error:  # the measurement refuses the data (naming the tile)
             return TileResult(source.key, "failed", tile.tile_id, reason=f"{source.key}: {error}")
     finally:
         _release_device_memory(device)

@@ -107,17 +107,17 @@ def _pretrained(
     model = load_model(path, bands=dataset.bands)
     if model.architecture != architecture:
         raise ValueError(f"{path}: a {model.architecture} checkpoint, expected {architecture}")
-    recorded = model.checkpoint_metadata.get("extra", {}).get("training", {})
-    if not recorded:
+    recorded = model.checkpoint_metadata.training
+    if recorded is None:
         warnings.warn(
             f"{path} records no training data or split; make sure it never saw this run's "
             "validation or test galaxies",
             stacklevel=3,
         )
         return model
-    if recorded.get("data_hash") != dataset.data_hash:
+    if recorded.data_hash != dataset.data_hash:
         raise ValueError(f"{path} was trained on other data than {dataset.source}")
-    if recorded.get("split", {}).get("sha256") != split.fingerprint():
+    if recorded.split.sha256 != split.fingerprint():
         raise ValueError(
             f"{path} was trained on another train/validation/test split (seed or fractions "
             "differ): its layers may have learnt from this run's test galaxies"

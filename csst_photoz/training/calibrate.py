@@ -183,14 +183,7 @@ def calibrate_checkpoint(
     raw_sigma = table[f"{column}_err"].to_numpy().astype(np.float64) / model.sigma_scale
     record = fit_sigma_calibration(z_true, z_pred, raw_sigma, data=str(data))
     model.set_sigma_calibration(record)
-    metadata = model.checkpoint_metadata
-    save_model(
-        model,
-        checkpoint if out is None else out,
-        training_data_hash=metadata.get("training_data_hash"),
-        validation_metrics=metadata.get("validation_metrics"),
-        extra=metadata.get("extra"),
-    )
+    save_model(model, checkpoint if out is None else out)  # keeps the loaded metadata
     return record
 
 

@@ -34,13 +34,16 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..cli_options import positive_int
+
+if TYPE_CHECKING:
+    from ..io.checkpoint_file import CheckpointMetadata, TrainingRecord
 
 __all__ = [
     "METADATA_KEY",
@@ -64,8 +67,8 @@ class PredictionError(ValueError):
 class _Loaded:
     path: Path
     model: Any
-    metadata: dict[str, Any]
-    training: dict[str, Any]
+    metadata: CheckpointMetadata
+    training: TrainingRecord
     name: str
 
 
@@ -106,28 +109,53 @@ def _load_checkpoints(paths: Sequence[str | os.PathLike[str]]) -> list[_Loaded]:
         path = Path(entry)
         model = load_model(path)
         metadata = model.checkpoint_metadata
-        training = (metadata.get("extra") or {}).get("training") or {}
-        for key in ("data_hash", "split", "config"):
-            if key not in training:
-                raise PredictionError(
-                    f"{path}: records no training {key!r} (not written by train_model): its "
-                    "test set cannot be reconstructed"
-                )
+        training = metadata.training
+        if training is None:
+            raise PredictionError(
+                f"{path}: records no training data or split (not written by train_model): its "
+                "test set cannot be reconstructed"
+            )
         name = _unique(_column_name(str(model.variant)), taken)
         loaded.append(_Loaded(path, model, metadata, training, name))
     return loaded
 
 
+def _declared_template(item: _Loaded, names: Sequence[str]) -> str:
+    """The ``{band}`` template of the column names a checkpoint declares, one per band."""
+    bands = item.model.bands
+    templates = {name[: -len(band)] + "{band}" for name, band in zip(names, bands, strict=True)}
+    if len(templates) != 1 or not all(n.endswith(b) for n, b in zip(names, bands, strict=True)):
+        raise PredictionError(
+            f"{item.path}: declares input columns {list(names)}, not one '<prefix>{{band}}' "
+            "name per band"
+        )
+    return templates.pop()
+
+
 def _columns_of(loaded: Sequence[_Loaded]) -> Any:
+    """The table columns to read: the declared flux inputs and the recorded redshift column."""
     from .config import DataColumns
 
     first = loaded[0]
-    recorded = first.training["config"].get("columns") or {}
+    recorded = dict(first.training.config.get("columns") or {})
+    reading = [item for item in loaded if item.metadata.inputs.fluxes]
+    if reading:  # the flux columns the checkpoints declare
+        inputs = reading[0].metadata.inputs
+        recorded["flux"] = _declared_template(reading[0], inputs.flux_columns)
+        recorded["flux_err"] = _declared_template(reading[0], inputs.error_columns)
+    for other in reading[1:]:
+        if other.metadata.inputs.fluxes != reading[0].metadata.inputs.fluxes:
+            raise PredictionError(
+                f"{other.path}: reads other table columns than {reading[0].path} "
+                f"({other.metadata.inputs.flux_columns} vs "
+                f"{reading[0].metadata.inputs.flux_columns})"
+            )
     for other in loaded[1:]:
-        if (other.training["config"].get("columns") or {}) != recorded:
+        if other.training.config.get("columns") != first.training.config.get("columns"):
             raise PredictionError(
                 f"{other.path}: read other table columns than {first.path} "
-                f"({other.training['config'].get('columns')} vs {recorded})"
+                f"({other.training.config.get('columns')} vs "
+                f"{first.training.config.get('columns')})"
             )
     return DataColumns.model_validate(recorded)
 
@@ -138,22 +166,22 @@ def _check_split(loaded: Sequence[_Loaded], data: Any) -> Any:
 
     split, reference = None, None
     for item in loaded:
-        if item.training["data_hash"] != data.data_hash:
+        if item.training.data_hash != data.data_hash:
             raise PredictionError(
-                f"{item.path}: trained on other data (hash {item.training['data_hash'][:12]}...) "
+                f"{item.path}: trained on other data (hash {item.training.data_hash[:12]}...) "
                 f"than {data.source} (hash {data.data_hash[:12]}...)"
             )
-        info, config = item.training["split"], item.training["config"]
-        if int(info["n_rows"]) != data.n_table_rows:
+        info, config = item.training.split, item.training.config
+        if info.n_rows != data.n_table_rows:
             raise PredictionError(
-                f"{item.path}: split over {info['n_rows']} rows, but {data.source} has "
+                f"{item.path}: split over {info.n_rows} rows, but {data.source} has "
                 f"{data.n_table_rows}"
             )
         fractions = {k: config[k] for k in ("test_fraction", "validation_fraction") if k in config}
-        mine = split_rows(int(info["n_rows"]), seed=int(info["seed"]), **fractions)
-        if mine.fingerprint() != info["sha256"]:
+        mine = split_rows(info.n_rows, seed=info.seed, **fractions)
+        if mine.fingerprint() != info.sha256:
             raise PredictionError(
-                f"{item.path}: the split redrawn from its seed {info['seed']} and fractions "
+                f"{item.path}: the split redrawn from its seed {info.seed} and fractions "
                 f"{fractions} does not match its recorded fingerprint"
             )
         if split is None:
@@ -161,7 +189,7 @@ def _check_split(loaded: Sequence[_Loaded], data: Any) -> Any:
         elif mine.fingerprint() != split.fingerprint():
             raise PredictionError(
                 f"{item.path}: trained on another train/validation/test split (seed "
-                f"{info['seed']}) than {reference.path}; predict them separately"
+                f"{info.seed}) than {reference.path}; predict them separately"
             )
     return split
 
@@ -171,8 +199,7 @@ def _stamps_for(item: _Loaded, data: Any, table_rows: np.ndarray, cache: dict[in
 
     from .data import centre_crop
 
-    size = item.training["config"].get("stamp_size") or item.model.stamp_transform.size
-    size = int(size)
+    size = item.metadata.inputs.stamps.size
     if size not in cache:
         if not Path(data.source).is_dir():
             raise PredictionError(f"{item.path}: a stamp network needs a training-set folder")
@@ -284,7 +311,7 @@ def predict_split(
                 "name": item.name,
                 "variant": str(item.model.variant),
                 "architecture": item.model.architecture,
-                "state_dict_sha256": item.metadata.get("state_dict_sha256"),
+                "state_dict_sha256": item.metadata.state_dict_sha256,
             }
             for item in loaded
         ],

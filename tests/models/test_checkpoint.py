@@ -16,6 +16,7 @@ from csst_photoz.models import (
     read_metadata,
     save_model,
 )
+from csst_photoz.models.checkpoint import CheckpointMetadata
 
 BANDS = ["NUV", "u", "g", "r", "i", "z", "y"]
 
@@ -53,7 +54,7 @@ def test_round_trip_gives_identical_predictions(which, tmp_path, trained_like_mo
     )
     loaded = load_model(path, bands=BANDS)
     assert type(loaded) is type(model)
-    assert read_metadata(path)["variant"] == loaded.variant == which
+    assert read_metadata(path).variant == loaded.variant == which
     assert loaded.config == model.config
     before, after = _predict(model, inputs), _predict(loaded, inputs)
     np.testing.assert_array_equal(before.z, after.z)
@@ -67,14 +68,20 @@ def test_round_trip_gives_identical_predictions(which, tmp_path, trained_like_mo
 def test_metadata_records_the_model_and_its_provenance(saved_mlp):
     mlp, path = saved_mlp
     metadata = read_metadata(path)
-    assert metadata["architecture"] == "mlp"
-    assert metadata["bands"] == BANDS
-    assert metadata["config"]["width"] == 40
-    assert metadata["config"]["limiting_flux"] == list(mlp.config.limiting_flux)
-    assert len(metadata["input_transform"]["feature_mean"]) == 20
-    assert metadata["package_version"] == checkpoint._package_version()
-    assert len(metadata["state_dict_sha256"]) == 64
-    json.dumps(metadata)  # plain JSON all through
+    assert isinstance(metadata, CheckpointMetadata) and metadata.format_version == 2
+    assert metadata.architecture == "mlp"
+    assert list(metadata.bands) == BANDS
+    assert metadata.config["width"] == 40
+    assert metadata.config["limiting_flux"] == list(mlp.config.limiting_flux)
+    assert len(metadata.input_transform["feature_mean"]) == 20
+    assert metadata.package_version == checkpoint._package_version()
+    assert len(metadata.state_dict_sha256) == 64
+    # nothing declared: the simulator's 1 x Kron fluxes in electrons
+    assert metadata.inputs.flux_columns == [f"kron_flux_{b}" for b in BANDS]
+    assert {(f.unit, f.aperture) for f in metadata.inputs.fluxes} == {("electron", "kron_1")}
+    assert metadata.inputs.stamps is None
+    assert metadata.training is None and metadata.sigma_calibration is None
+    json.loads(metadata.to_json())  # plain JSON all through
 
 
 def test_mlp_for_another_band_set_round_trips(tmp_path, make, make_inputs):

@@ -164,7 +164,7 @@ def test_the_same_tile_id_from_two_sources_is_refused(tmp_path, field, checkpoin
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path, field, checkpoints, client):
     run(field[:1], tmp_path / "run", models=checkpoints, client=client, **QUIET)
-    other = PipelineConfig(photometry=PhotometryConfig(kron_factor=2.5))
+    other = PipelineConfig(photometry=PhotometryConfig(threshold_sigma=2.0))
     with pytest.raises(ValueError, match=r"other settings.*pipeline"):
         run(field[:1], tmp_path / "run", models=checkpoints, client=client, config=other, **QUIET)
     with pytest.raises(ValueError, match=r"other settings.*models"):
