@@ -176,3 +176,21 @@ def test_a_file_that_is_not_parquet_is_named(tmp_path):
     path.write_text("redshift,flux\n0.1,2\n")
     with pytest.raises(TrainingDataError, match=r"table\.parquet: not a readable Parquet file"):
         load_training_set(path)
+
+
+def test_training_set_written_by_v0_1_still_loads_with_its_hash():
+    from pathlib import Path
+
+    from csst_photoz.io.training_set import open_stamps
+
+    folder = Path(__file__).parents[1] / "fixtures" / "v0_1" / "training_set"
+    data = load_training_set(folder, stamp_size=None)
+    # the value the code before issue 15 gave (also recorded in the fixture's mlp.pt)
+    assert data.data_hash == "8ecf3794ea3be9246d7dca161dc20870f64a0840cb792522dc9f1874e7a7ad85"
+    assert data.bands == ("NUV", "u", "g", "r", "i", "z", "y") and data.n_table_rows == 24
+    assert data.stamps.shape == (len(data), 7, 16, 16)
+    np.testing.assert_array_equal(data.stamps, open_stamps(folder).read(data.rows))
+    cropped = load_training_set(folder, stamp_size=8)
+    assert cropped.stamps.shape == (len(data), 7, 8, 8)
+    np.testing.assert_array_equal(cropped.stamps, data.stamps[..., 4:12, 4:12])
+    assert load_training_set(folder, stamps=False).data_hash == data.data_hash
