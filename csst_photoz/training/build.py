@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from ..io.checkpoint_file import TrainingRecord
 from ..models import (
     CNN,
     MLP,
@@ -45,22 +46,40 @@ __all__ = ["build_model", "training_metadata"]
 
 
 def training_metadata(
-    kind: str, config: TrainingConfig, dataset: TrainingSet, split: Split
-) -> dict[str, Any]:
-    """What a checkpoint records about its training (the ``extra["training"]`` entry)."""
-    return {
-        "kind": kind,
-        "config": config.model_dump(mode="json"),
-        "data_source": str(dataset.source),
-        "data_hash": dataset.data_hash,
-        "split": split.describe(),
-        "columns": {
-            "flux": config.columns.flux_columns(dataset.bands),
-            "flux_err": config.columns.error_columns(dataset.bands),
-            "redshift": config.columns.redshift,
-        },
-        "n_selected": len(dataset),
-    }
+    kind: str,
+    config: TrainingConfig,
+    dataset: TrainingSet,
+    split: Split,
+    *,
+    epoch: int | None = None,
+    world_size: int | None = None,
+    device: str | None = None,
+    augmentation: dict[str, Any] | None = None,
+) -> TrainingRecord:
+    """What a checkpoint records about its training (``save_model(..., training=...)``).
+
+    ``epoch``, ``world_size``, ``device`` and ``augmentation`` describe the saved epoch, the
+    processes, the device type and the augmentation plan (None when not given).
+    """
+    return TrainingRecord.model_validate(
+        {
+            "kind": kind,
+            "config": config.model_dump(mode="json"),
+            "data_source": str(dataset.source),
+            "data_hash": dataset.data_hash,
+            "split": split.describe(),
+            "columns": {
+                "flux": config.columns.flux_columns(dataset.bands),
+                "flux_err": config.columns.error_columns(dataset.bands),
+                "redshift": config.columns.redshift,
+            },
+            "n_selected": len(dataset),
+            "epoch": epoch,
+            "world_size": world_size,
+            "device": device,
+            "augmentation": augmentation,
+        }
+    )
 
 
 def _mlp_config(

@@ -292,20 +292,15 @@ class _Run:
                     "(calibrate=False) to write it uncalibrated from the saved state"
                 ) from error
         epoch, metrics = self.progress.best_epoch, self.progress.best_metrics
-        extra = training_metadata(self.kind, self.config, self.data, self.split)
-        extra.update(
-            epoch=epoch,
-            world_size=self.ctx.world_size,
-            device=self.ctx.device.type,
+        training = training_metadata(
+            self.kind, self.config, self.data, self.split, epoch=epoch,
+            world_size=self.ctx.world_size, device=self.ctx.device.type,
             augmentation=dataclasses.asdict(self.plan),
-        )
+        )  # fmt: skip
         save_model(
-            best,
-            self.paths.best,
-            training_data_hash=self.data.data_hash,
+            best, self.paths.best, training=training,
             validation_metrics={**metrics, "epoch": epoch},
-            extra={"training": extra},
-        )
+        )  # fmt: skip
         return record
 
     def _save_state(self) -> None:
