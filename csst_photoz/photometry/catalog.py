@@ -32,6 +32,7 @@ from .measure import PhotometryConfig, SourceMeasurements
 
 __all__ = [
     "OBJECTS_PER_TILE",
+    "STAMP_UNIT",
     "aperture_column",
     "circle_aperture",
     "flux_input_columns",
@@ -43,6 +44,8 @@ __all__ = [
 
 #: Object ids are ``tile_id * OBJECTS_PER_TILE + row``.
 OBJECTS_PER_TILE = 2**32
+#: Unit of the stamps cut beside the catalogue (the tile's pixels).
+STAMP_UNIT = "electron"
 _AB_ZERO_NJY = 3631.0e9
 _MAG_PER_LN = 2.5 / np.log(10.0)
 

@@ -29,7 +29,7 @@ from ..constants import CSST_BANDS
 from ..io.run_store import RunStore, TileFailure
 from ..io.tile_sources import TileSource, iter_tile_sources
 from ..photometry import PhotometryConfig
-from ..photometry.catalog import flux_input_columns
+from ..photometry.catalog import STAMP_UNIT, flux_input_columns
 from .cluster import connect
 from .config import PipelineConfig
 from .submit import default_window, submit_bounded, task_per_item
@@ -165,6 +165,11 @@ def resolve_checkpoints(
                     f"{file}: declares input {entry.flux!r} ({entry.unit}, {entry.aperture}), "
                     f"which this run cannot provide: {error}"
                 ) from None
+        stamps = metadata.inputs.stamps
+        if stamps is not None and stamps.unit != STAMP_UNIT:
+            raise CheckpointError(
+                f"{file}: declares stamps in {stamps.unit!r}; this run cuts them in {STAMP_UNIT!r}"
+            )
         variant = metadata.variant
         name, k = variant.replace("-", "_"), 2
         while name in taken:

@@ -9,10 +9,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from csst_photoz.checkpoints import shipped_checkpoints
-from csst_photoz.io.checkpoint_file import FluxInput, InputDeclaration
+from csst_photoz.io.checkpoint_file import FluxInput, InputDeclaration, StampInput
 from csst_photoz.io.run_store import RunStore
 from csst_photoz.io.tile_sources import TileSource
-from csst_photoz.models import MLP, CheckpointError, MLPConfig, load_model, save_model
+from csst_photoz.models import (
+    CNN,
+    MLP,
+    CheckpointError,
+    CNNConfig,
+    MLPConfig,
+    load_model,
+    save_model,
+)
 from csst_photoz.photometry import PhotometryConfig
 from csst_photoz.pipeline import PipelineConfig
 from csst_photoz.pipeline import tile_task as task
@@ -84,6 +92,10 @@ def test_inputs_the_photometry_does_not_measure_are_refused_naming_the_checkpoin
     odd = InputDeclaration(fluxes=(FluxInput(band="g", flux="f", flux_err="e", unit="ADU"),))
     with pytest.raises(CheckpointError, match=r"adu\.pt: declares input 'f' \(ADU, kron_1\)"):
         resolve_checkpoints([save_model(model, tmp_path / "adu.pt", inputs=odd)])
+    cnn = CNN(CNNConfig(bands=("g",), background_rms=[1.0]))
+    odd = InputDeclaration(stamps=StampInput(bands=("g",), size=32, unit="ADU"))
+    with pytest.raises(CheckpointError, match=r"cnn\.pt: declares stamps in 'ADU'"):
+        resolve_checkpoints([save_model(cnn, tmp_path / "cnn.pt", inputs=odd)])
 
 
 def test_a_checkpoint_for_other_bands_stops_the_run_before_any_tile(tmp_path, monkeypatch):
