@@ -561,7 +561,7 @@ class TrainingSetWriter:
         """Join the finished blocks' rows into ``stamps.parquet`` (atomically) and drop the parts.
 
         For a slice, the slice record is added to the table's metadata. Finishing a finished
-        set reads its table.
+        set reads its table (and removes parts left by a finish cut short after the table).
 
         Returns
         -------
@@ -575,6 +575,7 @@ class TrainingSetWriter:
         """
         table_path = training_table_path(self.folder)
         if self.complete:
+            shutil.rmtree(training_parts_folder(self.folder), ignore_errors=True)
             return pq.read_table(table_path)
         blocks = self.finished_blocks()
         gaps = self._gaps()

@@ -152,7 +152,9 @@ def test_a_finished_set_resumes_as_complete(tmp_path):
     resumed = begin_training_set(folder, settings())
     assert resumed.complete and resumed.finished_blocks() == [(0, N)]
     assert resumed.pending_blocks(BLOCK) == []
+    training_parts_folder(folder).mkdir()  # as if the first finish stopped after the table
     assert resumed.finish().equals(table)
+    assert sorted(os.listdir(folder)) == ["stamps.parquet", "stamps.zarr"]
     with pytest.raises(ValueError, match="finished"):
         resumed.write_block(0, *block(0, 32))
 
