@@ -154,9 +154,9 @@ def save_model(
     before = model.checkpoint_metadata
     extra_dict = json_ready(dict(extra)) if extra is not None else None
     record = _training_record(training, extra_dict if extra_dict is not None else {})
-    if before is not None:
-        record = record if record is not None or training is not None else before.training
-        inputs = inputs or before.inputs
+    if before is not None:  # what is not given is kept
+        record = record if record is not None else before.training
+        inputs = inputs if inputs is not None else before.inputs
         training_data_hash = training_data_hash or before.training_data_hash
         if validation_metrics is None:
             validation_metrics = before.validation_metrics
