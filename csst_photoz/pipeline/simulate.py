@@ -4,7 +4,8 @@ Per tile: a task draws the galaxies, writes the truth table (Parquet) and stages
 group; seven band tasks render one band each into the staged group (a full 9216 x 9232 CSST
 detector is rendered seven-fold in parallel, with ~1.5 GB per task); a last task publishes the
 group by renaming it into place. Paths depend only on the tile id, and the published zarr group
-marks a finished tile, so a rerun skips it. Task payloads are specs, settings and paths, never
+marks a finished tile, so a rerun leaves it out before submission (tiles go through the bounded
+window of :func:`~.submit.submit_bounded`). Task payloads are specs, settings and paths, never
 arrays. The pixels depend only on the spec (master seed, tile id), not on which worker ran what.
 """
 

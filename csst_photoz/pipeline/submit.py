@@ -120,8 +120,9 @@ def submit_bounded(
         Most items in the graph at once (default :func:`default_window`: twice the workers'
         threads).
     retries
-        Dask retries of every task ``submit`` creates (unless it sets its own); a task that
-        still fails comes back as a failed :class:`Outcome`.
+        Dask retries of every task ``submit`` creates (``dask.annotate(retries=...)`` around
+        the call, so a task given its own ``retries=`` keeps them); a task that still fails
+        comes back as a failed :class:`Outcome`.
     total
         Number of items, for the progress bar (None: unknown).
     progress
