@@ -51,10 +51,8 @@ def test_factor_fits_the_validation_split_and_scales_predictions(trained, tmp_pa
 
     before, after = load_model(mlp), load_model(out)
     assert before.sigma_scale == 1.0 and after.sigma_scale == record["scale"]
-    assert after.checkpoint_metadata["state_dict_sha256"] == read_metadata(mlp)["state_dict_sha256"]
-    assert (
-        after.checkpoint_metadata["validation_metrics"] == read_metadata(mlp)["validation_metrics"]
-    )
+    assert after.checkpoint_metadata.state_dict_sha256 == read_metadata(mlp).state_dict_sha256
+    assert after.checkpoint_metadata.validation_metrics == read_metadata(mlp).validation_metrics
     fluxes = np.abs(np.random.default_rng(0).normal(1e3, 300, (5, len(before.bands))))
     errors = np.full_like(fluxes, 30.0)
     one, two = before.predict(fluxes, errors), after.predict(fluxes, errors)
@@ -81,13 +79,13 @@ def test_cli_writes_in_place(trained, tmp_path, capsys):
     args = parser.parse_args(["calibrate", "--checkpoint", str(copy), "--data", str(folder)])
     assert args.func(args) == 0
     assert "68% coverage" in capsys.readouterr().out
-    assert read_metadata(copy)["sigma_calibration"]["scale"] > 0
+    assert read_metadata(copy).sigma_calibration.scale > 0
 
 
 def test_uncalibrated_and_invalid_calibrations(trained, tmp_path):
     _, mlp = trained
     model = load_model(mlp)
-    assert read_metadata(mlp)["sigma_calibration"] is None and model.sigma_scale == 1.0
+    assert read_metadata(mlp).sigma_calibration is None and model.sigma_scale == 1.0
     with pytest.raises(ValueError, match="finite and > 0"):
         model.set_sigma_calibration({"scale": -1.0})
     with pytest.raises(ValueError, match="numeric 'scale'"):

@@ -23,17 +23,17 @@ def test_module_entry_point_trains_with_config_and_overrides(stamp_set, tmp_path
     printed = capsys.readouterr().out
     assert "mlp: 2 epochs" in printed and "fitted on the validation split" in printed
     meta = read_metadata(out)
-    assert meta["sigma_calibration"]["split"] == "validation"  # calibrated after training
-    assert meta["sigma_calibration"]["scale"] > 0
-    assert meta["extra"]["training"]["config"]["seed"] == 3  # the command line wins
-    assert meta["extra"]["training"]["config"]["batch_size"] == 32
+    assert meta.sigma_calibration.split == "validation"  # calibrated after training
+    assert meta.sigma_calibration.scale > 0
+    assert meta.training.config["seed"] == 3  # the command line wins
+    assert meta.training.config["batch_size"] == 32
     assert [r["epoch"] for r in read_log(tmp_path / "ckpt" / "mlp.log.jsonl")] == [1, 2]
 
     code = run(["mlp", "--data", str(stamp_set), "--out", str(out), "--config", str(config),
                 "--epochs", "1", "--seed", "3", "--quiet", "--no-resume",
                 "--no-calibrate"])  # fmt: skip
     assert code == 0
-    assert read_metadata(out)["sigma_calibration"] is None
+    assert read_metadata(out).sigma_calibration is None
     assert [r["epoch"] for r in read_log(tmp_path / "ckpt" / "mlp.log.jsonl")] == [1]
 
 

@@ -49,7 +49,7 @@ def test_two_cpu_processes_agree_on_the_weights_and_rank_zero_writes(stamp_set, 
     # 43 training galaxies x 1 copy over 2 processes of 32 samples: one step each
     assert [(r["epoch"], r["world_size"], r["steps"]) for r in log] == [(1, 2, 1)]
     model = load_model(out)
-    assert model.checkpoint_metadata["extra"]["training"]["world_size"] == 2
+    assert model.checkpoint_metadata.training.world_size == 2
     assert model.sigma_scale != 1.0  # rank 0 calibrated it before writing it
     files = sorted(p.name for p in out.parent.iterdir())
     assert files == ["mlp.last.pt", "mlp.log.jsonl", "mlp.pt"]

@@ -1,5 +1,3 @@
-import json
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -61,17 +59,17 @@ def test_mlp_training_lowers_the_loss_and_keeps_a_loadable_best_model(
     model = load_model(result.paths.best)
     meta = model.checkpoint_metadata
     data = load_training_set(stamp_set, stamps=False)
-    assert meta["training_data_hash"] == data.data_hash
-    assert meta["validation_metrics"]["epoch"] == best["epoch"] == result.best_epoch
-    assert meta["extra"]["training"]["split"]["sha256"] == split_rows(64, seed=1).fingerprint()
-    assert meta["extra"]["training"]["config"]["learning_rate"] == 3e-3
+    assert meta.training_data_hash == data.data_hash
+    assert meta.validation_metrics["epoch"] == best["epoch"] == result.best_epoch
+    assert meta.training.split.sha256 == split_rows(64, seed=1).fingerprint()
+    assert meta.training.config["learning_rate"] == 3e-3
     # the checkpoint is the best epoch's model: it reproduces that epoch's validation loss
     rows = _validation_rows(data, config)
     estimate = model.predict(data.fluxes[rows], data.flux_errors[rows])
     assert np.all(np.isfinite(estimate.z)) and np.all(estimate.z_err > 0)
     mae = np.mean(np.abs(estimate.z - data.redshift[rows]))
     assert mae == pytest.approx(best["val_loss"], rel=1e-5)
-    assert meta["validation_metrics"]["loss"] == pytest.approx(best["val_loss"])
+    assert meta.validation_metrics["loss"] == pytest.approx(best["val_loss"])
     assert result.paths.state.is_file()
 
 
@@ -89,7 +87,7 @@ def test_stamp_networks_train_and_their_checkpoints_read_raw_stamps(
     errors = np.column_stack([table[f"kron_flux_err_{b}"].to_numpy()[:8] for b in model.bands])
     estimate = model.predict(fluxes, errors, raw)
     assert estimate.z.shape == (8,) and np.all(np.isfinite(estimate.z))
-    assert model.checkpoint_metadata["extra"]["training"]["augmentation"]["copies"] == 2
+    assert model.checkpoint_metadata.training.augmentation["copies"] == 2
 
 
 def _interrupt_during_epoch(monkeypatch, epoch: int):
@@ -220,9 +218,7 @@ def test_mlp_trains_from_any_parquet_table(tmp_path, fast_config):
     given = train_model("mlp", path, config.with_updates(limiting_flux=limits, max_epochs=1),
                         tmp_path / "limits.pt")  # fmt: skip
     assert given.model.config.limiting_flux == limits
-    assert json.loads(json.dumps(model.checkpoint_metadata["extra"]))["training"]["columns"][
-        "flux"
-    ] == ["F_J", "F_H", "F_K"]
+    assert model.checkpoint_metadata.training.columns.flux == ("F_J", "F_H", "F_K")
 
 
 def test_stamp_network_refuses_a_table_without_stamps(tmp_path, write_folder, fast_config):
@@ -252,7 +248,7 @@ def test_plateau_schedule_and_early_stopping_follow_the_validation_loss(
     assert [r["lr"] for r in result.history] == pytest.approx([1e-3, 1e-3, 1e-3, 1e-4])
     assert [r["best"] for r in result.history] == [True, True, False, False]
     assert result.best_epoch == 2 and result.best_metrics["loss"] == 0.9
-    assert load_model(result.paths.best).checkpoint_metadata["validation_metrics"]["epoch"] == 2
+    assert load_model(result.paths.best).checkpoint_metadata.validation_metrics["epoch"] == 2
     again = train_model("mlp", stamp_set, config, tmp_path / "mlp.pt")  # nothing left to do
     assert again.epochs_completed == 4 and len(again.history) == 4
 

@@ -60,7 +60,7 @@ def test_table_holds_each_selected_split_galaxy_and_the_models_predictions(train
     assert [c["name"] for c in record["checkpoints"]] == ["mlp", "cnn", "mlp_2"]
     assert (
         record["checkpoints"][0]["state_dict_sha256"]
-        == load_model(mlp).checkpoint_metadata["state_dict_sha256"]
+        == load_model(mlp).checkpoint_metadata.state_dict_sha256
     )
     assert record["baselines"] == {"knn": "knn"} and record["split"] == "test"
 
