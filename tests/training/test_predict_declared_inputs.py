@@ -1,0 +1,48 @@
+"""``predict`` reads the table columns a checkpoint declares, not a hard-coded template."""
+
+import numpy as np
+import pytest
+
+from csst_photoz.io.checkpoint_file import FluxInput, InputDeclaration
+from csst_photoz.models import load_model, save_model
+from csst_photoz.training import load_training_set, split_rows, train_model
+from csst_photoz.training.predict import PredictionError, predict_split
+
+
+@pytest.fixture
+def trained(tmp_path, write_folder, fast_config):
+    folder = write_folder(tmp_path / "set", n=40)
+    config = fast_config.with_updates(max_epochs=1)
+    result = train_model("mlp", folder, config, tmp_path / "mlp.pt", calibrate=False)
+    return folder, config, result.paths.best
+
+
+def _declare(path, out, flux, flux_err):
+    model = load_model(path)
+    inputs = InputDeclaration(
+        fluxes=tuple(
+            FluxInput(band=b, flux=flux.format(band=b), flux_err=flux_err.format(band=b))
+            for b in model.bands
+        )
+    )
+    return save_model(model, out, inputs=inputs)
+
+
+def test_the_declared_columns_are_read(trained, tmp_path):
+    folder, config, mlp = trained
+    # fluxes and errors declared the other way round: the predictions follow the declaration
+    swapped = _declare(mlp, tmp_path / "swapped.pt", "kron_flux_err_{band}", "kron_flux_{band}")
+    table = predict_split([swapped], folder, baselines=())
+    data = load_training_set(folder, stamps=False)
+    rows = data.positions(split_rows(data.n_table_rows, seed=config.seed).test)
+    expected = load_model(swapped).predict(data.flux_errors[rows], data.fluxes[rows])
+    np.testing.assert_array_equal(table["z_mlp"].to_numpy(), expected.z)
+    original = predict_split([mlp], folder, baselines=())
+    assert not np.array_equal(original["z_mlp"].to_numpy(), expected.z)
+
+
+def test_columns_without_a_band_template_are_refused(trained, tmp_path):
+    folder, _, mlp = trained
+    odd = _declare(mlp, tmp_path / "odd.pt", "{band}_flux", "{band}_flux_err")
+    with pytest.raises(PredictionError, match=r"odd\.pt: declares input columns .*per band"):
+        predict_split([odd], folder, baselines=())
