@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -370,8 +371,6 @@ class CheckpointMetadata(_Record):
         The value of ``key`` in the metadata's JSON form, with the training record also under
         ``["extra"]["training"]`` where version 1 kept it. Use the attributes instead.
         """
-        import warnings
-
         warnings.warn(
             f"indexing checkpoint metadata is deprecated; use its attributes (e.g. metadata.{key})",
             DeprecationWarning,

@@ -6,6 +6,8 @@ one :func:`~.tile_task.process_tile` task per tile through a bounded window of
 ``distributed.as_completed`` (at most ``max_in_flight`` tiles in the graph, however many tiles
 there are). Task keys are deterministic per tile; Dask retries a task whose worker died
 (``retries``); a tile with bad data comes back as a failure with its reason and the run goes on.
+Checkpoints are checked first (:func:`resolve_checkpoints`: bands, declared input columns): a
+checkpoint that does not fit stops the run with one `CheckpointError` before any tile.
 Failures and results are recorded as they arrive, so an interrupted run resumes where it
 stopped. At the end ``manifest.parquet`` and ``failures.parquet`` are written (see
 :class:`~csst_photoz.io.run_store.RunStore`) and a :class:`RunSummary` is returned.
