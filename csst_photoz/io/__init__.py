@@ -1,21 +1,21 @@
 """Reading and writing the project's files, with validation of everything read.
 
 Tiles as zarr groups (:mod:`.tile_zarr`) and per-band FITS (:mod:`.tile_fits`), catalogues as
-Parquet (:mod:`.parquet`), checkpoint files (:mod:`.checkpoint_file`), training sets
+Parquet (:mod:`.parquet`), checkpoint files and their metadata (:mod:`.checkpoint_file`,
+:mod:`.checkpoint_metadata`), training sets
 (:mod:`.training_set`), batch-run folders (:mod:`.run_store`), and the path grammar
 (:mod:`.paths`).
 """
 
 from ..tile import TileDataError
-from .checkpoint_file import (
+from .checkpoint_file import read_checkpoint, write_checkpoint
+from .checkpoint_metadata import (
     CheckpointMetadata,
     FluxInput,
     InputDeclaration,
     SigmaCalibration,
     StampInput,
     TrainingRecord,
-    read_checkpoint,
-    write_checkpoint,
 )
 from .parquet import read_parquet_table, write_parquet_atomic
 from .paths import tile_store_path, tile_truth_path

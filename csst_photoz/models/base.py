@@ -22,7 +22,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
-from ..io.checkpoint_file import CheckpointMetadata, SigmaCalibration
+from ..io.checkpoint_metadata import CheckpointMetadata, SigmaCalibration
 from .layers import keras_parameter_count
 from .uncertainty import Prediction
 

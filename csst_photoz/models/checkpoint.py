@@ -1,9 +1,10 @@
 """One file per model: the state dict plus typed metadata, saved and loaded without pickles.
 
-The file format and the metadata model live in :mod:`csst_photoz.io.checkpoint_file`
-(safetensors or a ``torch.save`` archive read with ``weights_only=True``; a
-:class:`~csst_photoz.io.checkpoint_file.CheckpointMetadata`, format version 2, version 1 still
-read). This module turns models into files and back: `save_model` records the architecture and
+The file format lives in :mod:`csst_photoz.io.checkpoint_file` (safetensors or a
+``torch.save`` archive read with ``weights_only=True``), the metadata model in
+:mod:`csst_photoz.io.checkpoint_metadata` (a typed
+:class:`~csst_photoz.io.checkpoint_metadata.CheckpointMetadata`, format version 2, version 1
+still read). This module turns models into files and back: `save_model` records the architecture and
 its configuration, the bands, what the network reads (``inputs``), a readable copy of the
 input transform, the uncertainty calibration, the training provenance, validation metrics and
 the package version; `load_model` rebuilds the network and hangs the metadata on it as
@@ -25,17 +26,14 @@ import torch
 
 import csst_photoz
 
-from ..io.checkpoint_file import (
+from ..io.checkpoint_file import FileFormat, read_checkpoint, state_dict_digest, write_checkpoint
+from ..io.checkpoint_metadata import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_FORMAT_VERSION,
     CheckpointError,
     CheckpointMetadata,
-    FileFormat,
     InputDeclaration,
     TrainingRecord,
-    read_checkpoint,
-    state_dict_digest,
-    write_checkpoint,
 )
 from . import cnn as _cnn  # noqa: F401  (registers the architectures)
 from . import hybrid as _hybrid  # noqa: F401

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ..io.checkpoint_file import TrainingRecord
+from ..io.checkpoint_metadata import TrainingRecord
 from ..models import (
     CNN,
     MLP,

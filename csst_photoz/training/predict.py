@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from ..cli_options import positive_int
 
 if TYPE_CHECKING:
-    from ..io.checkpoint_file import CheckpointMetadata, TrainingRecord
+    from ..io.checkpoint_metadata import CheckpointMetadata, TrainingRecord
 
 __all__ = [
     "METADATA_KEY",

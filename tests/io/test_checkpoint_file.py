@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from csst_photoz.io.checkpoint_file import (
+from csst_photoz.io.checkpoint_file import read_checkpoint, write_checkpoint
+from csst_photoz.io.checkpoint_metadata import (
     CheckpointError,
     CheckpointMetadata,
     FluxInput,
@@ -14,9 +15,7 @@ from csst_photoz.io.checkpoint_file import (
     SigmaCalibration,
     StampInput,
     TrainingRecord,
-    read_checkpoint,
     upgrade_v1,
-    write_checkpoint,
 )
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "v0_1" / "mlp.pt"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from csst_photoz.checkpoints import shipped_checkpoints
-from csst_photoz.io.checkpoint_file import (
+from csst_photoz.io.checkpoint_metadata import (
     CheckpointMetadata,
     FluxInput,
     InputDeclaration,

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from csst_photoz.checkpoints import shipped_checkpoints
-from csst_photoz.io.checkpoint_file import FluxInput, InputDeclaration, StampInput
+from csst_photoz.io.checkpoint_metadata import FluxInput, InputDeclaration, StampInput
 from csst_photoz.io.run_store import RunStore
 from csst_photoz.io.tile_sources import TileSource
 from csst_photoz.models import (

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from csst_photoz.io.checkpoint_file import FluxInput, InputDeclaration
+from csst_photoz.io.checkpoint_metadata import FluxInput, InputDeclaration
 from csst_photoz.models import load_model, save_model
 from csst_photoz.training import load_training_set, split_rows, train_model
 from csst_photoz.training.predict import PredictionError, predict_split
