@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .paths import TEMPORARY_SUFFIX, temporary_prefix
+
 __all__ = ["atomic_destination", "with_default_mode"]
 
 
@@ -64,7 +66,7 @@ def atomic_destination(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+        prefix=temporary_prefix(target), suffix=TEMPORARY_SUFFIX, dir=target.parent
     )
     os.close(handle)
     with_default_mode(temporary)

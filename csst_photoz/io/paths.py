@@ -31,10 +31,12 @@ __all__ = [
     "STAMPS_STORE",
     "TABLE_FILE",
     "TEMPORARY_SUFFIX",
+    "TILE_FITS_GLOB",
     "TRAINING_STATE_SUFFIX",
     "DemoLayout",
     "RunLayout",
     "is_training_state",
+    "parse_tile_fits_name",
     "parse_training_part",
     "slice_folder",
     "temporary_prefix",
@@ -84,6 +86,17 @@ def tile_truth_path(directory: PathLike, tile_id: int) -> Path:
 def tile_fits_path(directory: PathLike, tile_id: int, band: str) -> Path:
     """One band's FITS file of a tile: ``<directory>/tile<id>_<band>.fits`` (id not padded)."""
     return Path(directory) / f"tile{tile_id}_{band}.fits"
+
+
+#: Glob of the band files of FITS tiles in a folder (`parse_tile_fits_name` confirms a match).
+TILE_FITS_GLOB = "tile*_*.fits"
+_TILE_FITS_NAME = re.compile(r"^tile(?P<tile_id>\d+)_(?P<band>[A-Za-z]+)\.fits$")
+
+
+def parse_tile_fits_name(name: str) -> tuple[int, str] | None:
+    """``(tile_id, band)`` of a file named like `tile_fits_path`'s, else None."""
+    match = _TILE_FITS_NAME.match(name)
+    return None if match is None else (int(match["tile_id"]), match["band"])
 
 
 # -- the folder of a batch run ---------------------------------------------------------------

@@ -26,6 +26,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from ..tile import Tile
+from .paths import TILE_FITS_GLOB, parse_tile_fits_name
 from .tile_fits import CSST_BANDS, read_tile_fits, tile_fits_path
 from .tile_zarr import TileFormatError, read_tile_zarr
 
@@ -33,7 +34,6 @@ __all__ = ["TileSource", "iter_tile_sources"]
 
 #: ``on_error(path, reason)``: a named tile that cannot be used.
 ErrorHandler = Callable[[str, str], None]
-_FITS_NAME = re.compile(r"^tile(?P<tile_id>\d+)_(?P<band>[A-Za-z]+)\.fits$")
 _MANIFEST_SUFFIXES = (".txt", ".lst")
 _GLOB_CHARACTERS = re.compile(r"[*?\[]")
 
@@ -89,10 +89,10 @@ class TileSource:
 
 
 def _fits_source(path: Path) -> TileSource:
-    match = _FITS_NAME.match(path.name)
-    if match is None:
+    parsed = parse_tile_fits_name(path.name)
+    if parsed is None:
         raise ValueError(f"{path}: a FITS tile file must be named tile<id>_<band>.fits")
-    return TileSource("fits", str(path.parent.resolve()), int(match["tile_id"]))
+    return TileSource("fits", str(path.parent.resolve()), parsed[0])
 
 
 def _from_path(path: Path, on_error: ErrorHandler | None = None) -> Iterator[TileSource]:
@@ -107,7 +107,7 @@ def _from_path(path: Path, on_error: ErrorHandler | None = None) -> Iterator[Til
         yield from _from_text_manifest(path, on_error)
     elif path.is_dir():
         stores = sorted(path.glob("*.zarr"))
-        fits = sorted(file for file in path.glob("tile*_*.fits") if _FITS_NAME.match(file.name))
+        fits = sorted(file for file in path.glob(TILE_FITS_GLOB) if parse_tile_fits_name(file.name))
         if not stores and not fits:
             raise ValueError(f"{path}: folder holds no tiles (*.zarr or tile<id>_<band>.fits)")
         for store in stores:
