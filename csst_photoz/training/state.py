@@ -7,7 +7,9 @@ random-number generators' states. It is read back with ``torch.load(..., weights
 which refuses anything else, so a state file from elsewhere cannot run code.
 
 A run writing the best model to ``CKPT`` (e.g. ``mlp.pt``) keeps its state in
-``mlp.last.pt`` and its log in ``mlp.log.jsonl`` beside it (`RunPaths`).
+``mlp.last.pt`` and its log in ``mlp.log.jsonl`` beside it (`RunPaths`). The state also holds
+the best epoch's weights (``"best_model"``): ``CKPT`` itself is written once, calibrated, when
+training ends (`csst_photoz.training.train_model`).
 """
 
 from __future__ import annotations
