@@ -31,7 +31,14 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..config_files import format_validation_error, read_sections
 
@@ -63,14 +70,21 @@ class Schedule(_Frozen):
         Most epochs to run.
     lr_patience
         Epochs without improvement of the validation loss before the learning rate is
-        multiplied by `TrainingConfig.lr_factor` (``ReduceLROnPlateau``); None: constant rate.
+        multiplied by `TrainingConfig.lr_factor` (``ReduceLROnPlateau``); None (``false`` in
+        TOML, which has no null): constant rate.
     early_stopping_patience
-        Epochs without improvement before training stops; None: run all ``max_epochs``.
+        Epochs without improvement before training stops; None (``false`` in TOML): run all
+        ``max_epochs``.
     """
 
     max_epochs: int = Field(gt=0)
     lr_patience: int | None = Field(default=None, ge=0)
     early_stopping_patience: int | None = Field(default=None, gt=0)
+
+    @field_validator("lr_patience", "early_stopping_patience", mode="before")
+    @classmethod
+    def _false_is_off(cls, value: Any) -> Any:
+        return None if value is False else value
 
 
 class DataColumns(_Frozen):
@@ -197,6 +211,20 @@ class TrainingConfig(_Frozen):
     mixed_precision: bool = True
     eval_batch_size: int = Field(default=4096, gt=0)
     progress: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedules_update_the_defaults(cls, data: Any) -> Any:
+        """A partial schedule table (``[training.cnn] max_epochs = 120``) changes only its keys."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in ("mlp", "cnn", "hybrid"):
+            given = data.get(name)
+            if isinstance(given, dict):
+                default = cls.model_fields[name].default
+                data[name] = {**default.model_dump(), **given}
+        return data
 
     @field_validator("limiting_flux", "background_rms")
     @classmethod

@@ -50,7 +50,7 @@ def test_toml_with_nested_tables_and_relative_checkpoints(tmp_path):
     config = load_config(path)
     assert (config.seed, config.batch_size) == (7, 256)
     assert config.schedule("cnn").max_epochs == 40 and config.schedule("cnn").lr_patience == 3
-    assert config.schedule("cnn").early_stopping_patience is None  # a sub-table is complete
+    assert config.schedule("cnn").early_stopping_patience == 10  # the CNN default, kept
     assert config.columns.flux_columns(("g",)) == ["flux_g"]
     assert config.mlp_checkpoint == path.parent / "ckpt" / "mlp.pt"
 
@@ -90,3 +90,18 @@ def test_fingerprint_ignores_the_epoch_budget_but_not_the_recipe():
     assert base.fingerprint() == base.with_updates(mlp={"max_epochs": 3}).fingerprint()
     assert base.fingerprint() != TrainingConfig(learning_rate=1e-3).fingerprint()
     assert base.fingerprint() != TrainingConfig(seed=1).fingerprint()
+
+
+def test_a_partial_schedule_table_keeps_the_networks_other_defaults(tmp_path):
+    from csst_photoz.training.config import load_config
+
+    path = tmp_path / "train.toml"
+    path.write_text("[training.cnn]\nmax_epochs = 120\n\n[training.hybrid]\nlr_patience = false\n")
+    config = load_config(path)
+    assert config.cnn.max_epochs == 120
+    assert config.cnn.lr_patience == 5
+    assert config.cnn.early_stopping_patience == 10
+    assert config.hybrid.lr_patience is None
+    assert config.hybrid.max_epochs == 200
+    assert config.hybrid.early_stopping_patience == 10
+    assert config.mlp == TrainingConfig().mlp
