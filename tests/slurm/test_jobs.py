@@ -228,7 +228,7 @@ def test_train_job_two_gloo_processes_and_resubmission_resumes(slurm_cluster, tm
     text = _finish(slurm_cluster, job, output, timeout=180)
     assert "1 node(s) x 2 cpu process(es)" in text
     model = load_model(ckpt)
-    assert model.checkpoint_metadata["extra"]["training"]["world_size"] == 2
+    assert model.checkpoint_metadata.training.world_size == 2
     assert ckpt.with_name("mlp.last.pt").is_file()
     assert [(r["epoch"], r["world_size"]) for r in read_log(ckpt.with_suffix(".log.jsonl"))] == [
         (1, 2)
