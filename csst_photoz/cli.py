@@ -278,20 +278,33 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_options(stamps)
     stamps.set_defaults(func=_cmd_simulate_stamps)
 
-    merge = what.add_parser("merge", help="merge training-set folders (stamps) into one")
+    merge = what.add_parser(
+        "merge",
+        help="merge training-set folders (stamps) into one",
+        description=(
+            "Join training-set folders (stamps.parquet + stamps.zarr) into one folder of the "
+            "same layout. The --slice parts of one `simulate stamps` run are joined in slice "
+            "order, unchanged, into the folder the single run writes. Other sets (for example "
+            "of different seeds) are joined in the order given, with galaxy_id renumbered and "
+            "the columns part, source_row and source_galaxy_id leading back to the source. A "
+            "part given twice, or a copy of a part (the same seed and rows, or the same data), "
+            "is refused."
+        ),
+    )
     merge.add_argument(
         "parts",
         nargs="+",
         type=Path,
         metavar="PART",
-        help="training-set folders, in row order (slices of one run: any order)",
+        help="training-set folders, in row order (the slices of one run in any order)",
     )
     merge.add_argument("--out", type=Path, required=True, help="output folder")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing output")
     merge.add_argument(
         "--mode", choices=("auto", "slices", "renumber"), default="auto",
-        help="slices: the --slice parts of one run, joined into it unchanged; renumber: "
-        "independent sets, renumbered with provenance; auto (default): slices if they are",
+        help="slices: the --slice parts of one run, joined into that run's folder unchanged; "
+        "renumber: independent sets, renumbered, with provenance columns; auto (default): "
+        "slices when every part is a slice of one run, otherwise renumber",
     )  # fmt: skip
     merge.set_defaults(func=_cmd_simulate_merge)
 

@@ -38,6 +38,7 @@ from .atomic import atomic_destination, with_default_mode
 from .paths import RunLayout, temporary_prefix
 
 __all__ = [
+    "RunSettingsError",
     "RunStore",
     "TileFailure",
     "TileRecord",
@@ -54,6 +55,38 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class RunSettingsError(ValueError):
+    """A run folder that holds a run made with other settings.
+
+    The message names the folder, the differing settings and how to discard the earlier run;
+    `with_option` gives it for another front end (the command line's ``--overwrite``).
+
+    Parameters
+    ----------
+    root
+        The run folder.
+    changed
+        Names of the settings that differ from the earlier run's.
+    option
+        How the caller discards the earlier run (``overwrite=True`` from Python).
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str], changed: list[str], option: str = "overwrite=True"
+    ) -> None:
+        self.root = Path(root)
+        self.changed = list(changed)
+        self.option = option
+        super().__init__(
+            f"{self.root} holds a run with other settings (differing: {self.changed}); "
+            f"use a new output folder, or {option} to discard it"
+        )
+
+    def with_option(self, option: str) -> RunSettingsError:
+        """The same refusal naming ``option`` (e.g. ``"--overwrite"``) as the way to discard."""
+        return RunSettingsError(self.root, self.changed, option)
 
 
 @dataclass(frozen=True)
@@ -131,9 +164,9 @@ class RunStore:
 
         Raises
         ------
-        ValueError
+        RunSettingsError
             If the folder holds a run with other settings (models, photometry, ...): mixing
-            them would give a catalogue whose rows were made differently.
+            them would give a catalogue whose rows were made differently. A `ValueError`.
         """
         settings = json.loads(json.dumps(settings, sort_keys=True))
         if self.settings_path.exists() and not overwrite:
@@ -147,10 +180,7 @@ class RunStore:
                     for key in set(earlier) | set(settings)
                     if earlier.get(key) != settings.get(key)
                 )
-                raise ValueError(
-                    f"{self.root} holds a run with other settings (differing: {changed}); "
-                    "use a new output folder, or overwrite=True to discard it"
-                )
+                raise RunSettingsError(self.root, changed)
             return
         _write_json(self.settings_path, settings)
 

@@ -37,6 +37,7 @@ def _models_argument(values: list[Path] | None, no_models: bool) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from ..io.run_store import RunSettingsError
     from ..project_config import load_project_config
     from .batch import run
 
@@ -44,15 +45,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args, {"pipeline.device": args.device, "pipeline.threads": args.threads}
     )
     config = load_project_config(args.config, overrides=overrides).pipeline
-    summary = run(
-        args.tiles,
-        args.out,
-        models=_models_argument(args.models, args.no_models),
-        config=config,
-        **cluster_arguments(args),
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
+    try:
+        summary = run(
+            args.tiles,
+            args.out,
+            models=_models_argument(args.models, args.no_models),
+            config=config,
+            **cluster_arguments(args),
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+    except RunSettingsError as error:  # name the flag, not the keyword
+        raise error.with_option("--overwrite") from None
     print(summary)
     return 1 if summary.tiles_failed else 0
 

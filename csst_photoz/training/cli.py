@@ -84,7 +84,7 @@ def add_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "calibrate",
         help="fit a checkpoint's uncertainty scale on its validation split",
         description=(
-            "Fit one factor on a trained checkpoint's sigma so that 68.27%% of its validation "
+            "Fit one factor on a trained checkpoint's sigma so that 68.27% of its validation "
             "galaxies lie within +-sigma, and save it in the checkpoint's metadata (the batch "
             "processor, predict and evaluate then use it)."
         ),
