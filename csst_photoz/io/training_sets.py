@@ -24,6 +24,10 @@ are, with no renumbering and no provenance columns, and the slice records are dr
 result is exactly the folder a single run with that seed and size writes. Every slice must be
 there once.
 
+A part given twice, or two parts holding the same galaxies (the same data, or the same seed and
+settings with overlapping rows, e.g. a folder and its copy), are refused with both folders named:
+merged, they would repeat galaxies under new ids.
+
 Stamps are copied block by block (never all in memory), one output block of whole chunks at a
 time, so every chunk of the new array is written exactly once. The folder is written under a
 temporary sibling name and renamed into place at the end: a reader never sees a partial merge.
@@ -58,6 +62,7 @@ from .training_set import (
     STAMPS_STORE,
     TABLE_FILE,
     TrainingDataError,
+    data_hash,
     open_stamps,
 )
 
@@ -217,6 +222,54 @@ def _check_compatible(parts: Sequence[_Part]) -> None:
                 )
 
 
+def _rows_of_run(part: _Part) -> tuple[int, int, int]:
+    """``(start, stop, n)``: the part holds rows ``[start, stop)`` of its run's ``n`` rows."""
+    record = part.slice_record
+    if record is None:
+        return 0, part.n_rows, part.n_rows
+    return record["start"], record["stop"], record["n"]
+
+
+def _recipe(part: _Part) -> str:
+    """What makes a part's galaxies: its seed and recorded settings, not which slice it is."""
+    metadata = {
+        key.decode(errors="replace"): value.decode(errors="replace")
+        for key, value in (part.table.schema.metadata or {}).items()
+        if key != SLICE_METADATA_KEY
+    }
+    attrs = {key: value for key, value in part.attrs.items() if key != SLICE_ATTR}
+    return json.dumps([attrs, metadata, _rows_of_run(part)[2]], sort_keys=True)
+
+
+def _check_no_duplicates(parts: Sequence[_Part]) -> None:
+    """Refuse parts that hold the same galaxies: one run's rows twice, or the same data.
+
+    Two parts of the same seed and settings hold the same galaxies where their rows of that
+    run overlap (a whole set covers all its rows, a slice its range); two parts with the same
+    `~.training_set.data_hash` (table bytes and sampled stamps) are copies whatever they
+    record. Merged, either would repeat galaxies under new ids.
+    """
+    recipes = [_recipe(part) for part in parts]
+    hashes = [data_hash(training_table_path(part.folder), part.stamps) for part in parts]
+    for j, part in enumerate(parts):
+        for i in range(j):
+            earlier = parts[i]
+            (a, b, n), (c, d, _) = _rows_of_run(earlier), _rows_of_run(part)
+            if recipes[i] == recipes[j] and max(a, c) < min(b, d):
+                raise _fail(
+                    part.folder,
+                    f"holds the same galaxies as {earlier.folder}: seed "
+                    f"{part.attrs[SEED_ATTR]!r}, rows {max(a, c)}..{min(b, d) - 1} of the same "
+                    f"{n}-row set in both; give each part once",
+                )
+            if hashes[i] == hashes[j]:
+                raise _fail(
+                    part.folder,
+                    f"holds the same data as {earlier.folder} (table and stamps, hash "
+                    f"{hashes[j][:12]}): a copy of one part; give each part once",
+                )
+
+
 def _seed_value(raw: Any) -> Any:
     """A seed as an int when it reads as one (metadata values are strings)."""
     if isinstance(raw, bytes):
@@ -326,8 +379,10 @@ def _in_slice_order(parts: Sequence[_Part]) -> list[_Part]:
     missing = sorted(set(range(count)) - set(indices))
     repeated = sorted({k for k in indices if indices.count(k) > 1})
     if missing or repeated:
+        twice = [str(part.folder) for part in ordered if part.slice_record["index"] in repeated]
         raise TrainingSetMergeError(
             f"slices of {count}: missing {missing or 'none'}, repeated {repeated or 'none'}"
+            + (f" ({', '.join(twice)})" if twice else "")
         )
     stop = 0
     for part, record in zip(ordered, records, strict=True):
@@ -452,8 +507,10 @@ def merge_training_sets(
         ``out`` exists and ``overwrite`` is False.
     TrainingSetMergeError
         Parts that do not match (the message names the folder and the mismatch), a part that is
-        inconsistent in itself (table rows vs stamps), ``out`` among the parts, or (slices)
-        a missing, repeated or foreign slice.
+        inconsistent in itself (table rows vs stamps), ``out`` among the parts, a part given
+        twice or holding the same galaxies as another (a copy: the same data; or the same seed
+        and settings with overlapping rows; the message names both folders), or (slices) a
+        missing, repeated or foreign slice.
     """
     if mode not in ("auto", "slices", "renumber"):
         raise ValueError(f"mode must be 'auto', 'slices' or 'renumber', not {mode!r}")
@@ -479,6 +536,7 @@ def merge_training_sets(
         table = _concatenated_table(opened)
         attrs = _merge_common([part.attrs for part in opened], (SLICE_ATTR,), STAMPS_STORE)
     else:
+        _check_no_duplicates(opened)
         sources = [str(part.folder.resolve()) for part in opened]
         table = _merged_table(opened, sources)
         attrs = _merge_common(

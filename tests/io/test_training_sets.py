@@ -99,11 +99,10 @@ def test_copy_crosses_part_and_block_boundaries(parts, tmp_path, monkeypatch):
     monkeypatch.setattr(training_sets, "STAMP_CHUNK_OBJECTS", 3)
     monkeypatch.setattr(training_sets, "_BLOCK_CHUNKS", 2)  # blocks of 6 rows, parts of 8
     out = tmp_path / "merged"
-    third = _copy(parts[1], tmp_path, "third")
-    merge_training_sets([*parts, third], out, progress=False)
+    merge_training_sets(parts, out, progress=False)  # blocks 0-5, 6-11 (across parts), 12-15
     merged = zarr.open_group(out / "stamps.zarr", mode="r")["stamps"]
     assert merged.chunks == (3, 7, SIZE, SIZE)
-    expected = np.concatenate([_stamps(parts[0]), _stamps(parts[1]), _stamps(parts[1])])
+    expected = np.concatenate([_stamps(parts[0]), _stamps(parts[1])])
     np.testing.assert_array_equal(merged[:], expected)
 
 
@@ -193,6 +192,50 @@ def test_invalid_part_lists_are_refused(parts, case):
     with pytest.raises(TrainingSetMergeError):
         merge_training_sets(folders, out, overwrite=True, progress=False)
     assert all((p / "stamps.zarr").exists() for p in parts)
+
+
+def _edit_one_value(folder: Path) -> None:
+    """Change one table value: other bytes (another data hash), the same recorded seed."""
+    _rewrite_table(
+        folder,
+        lambda t: t.set_column(
+            t.schema.get_field_index("redshift"),
+            t.schema.field("redshift"),
+            [t["redshift"].to_numpy() + np.float32(1e-3)],
+        ),
+    )
+
+
+DUPLICATES = {
+    "a copy": (lambda f: None, r"same galaxies as .*part_2: seed 2, rows 0\.\.7 of the same 8-row"),
+    "a re-run of the seed": (_edit_one_value, r"same galaxies as .*part_2: seed 2"),
+    "the data under another seed": (
+        lambda f: _set_attr(f, "seed", 99),
+        r"same data as .*part_2 \(table and stamps, hash",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DUPLICATES), ids=list(DUPLICATES))
+def test_a_part_holding_the_same_galaxies_is_refused_naming_both(parts, tmp_path, case):
+    edit, message = DUPLICATES[case]
+    again = _copy(parts[1], tmp_path, "again")
+    edit(again)
+    with pytest.raises(TrainingSetMergeError, match=message) as caught:
+        merge_training_sets([*parts, again], tmp_path / "merged", progress=False)
+    assert str(caught.value).startswith(f"{again}: ")
+    assert not (tmp_path / "merged").exists()
+
+
+def test_cli_refuses_a_folder_and_its_copy(parts, tmp_path, capsys):
+    from csst_photoz.cli import main
+
+    again = _copy(parts[0], tmp_path, "again")
+    out = tmp_path / "merged"
+    assert main(["simulate", "merge", str(parts[0]), str(again), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{again}: holds the same galaxies as {parts[0]}" in err
+    assert not out.exists()
 
 
 def test_differing_metadata_is_dropped_with_a_warning(parts, tmp_path):
