@@ -20,8 +20,10 @@ from pydantic import (
 )
 
 from ..config_files import format_validation_error, read_sections
+from ..constants import CSST_BANDS as CSST_BAND_ORDER
 
 __all__ = [
+    "CSST_BAND_ORDER",
     "BandConfig",
     "InstrumentConfig",
     "ThroughputFigures",
@@ -29,8 +31,6 @@ __all__ = [
     "default_config_path",
     "load_config",
 ]
-
-CSST_BAND_ORDER: tuple[str, ...] = ("NUV", "u", "g", "r", "i", "z", "y")
 
 
 class _Frozen(BaseModel):

@@ -19,13 +19,13 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
 
+from ..constants import CSST_BANDS
 from ..tile import MaskBit, Tile
 from .paths import tile_fits_path
 from .tile_zarr import TileFormatError
 
 __all__ = ["read_tile_fits", "tile_fits_path", "write_tile_fits"]
 
-CSST_BANDS = ("NUV", "u", "g", "r", "i", "z", "y")
 _WCS_TOLERANCE = 1e-9
 _ELECTRON_UNITS = ("electron", "electrons", "e-")
 

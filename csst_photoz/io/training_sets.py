@@ -51,6 +51,7 @@ import pyarrow.parquet as pq
 import zarr
 from tqdm.auto import tqdm
 
+from ..fields import described_field
 from .atomic import with_default_mode
 from .parquet import read_parquet_table
 from .paths import TEMPORARY_SUFFIX, temporary_prefix, training_stamps_path, training_table_path
@@ -317,13 +318,19 @@ def _merged_table(parts: Sequence[_Part], sources: list[str]) -> pa.Table:
     source_ids = table["galaxy_id"].cast(pa.int64())
     table = table.set_column(
         position,
-        _field("galaxy_id", pa.int64(), "row of the merged training set (= stamp index)", False),
+        described_field(
+            "galaxy_id",
+            pa.int64(),
+            "",
+            "row of the merged training set (= stamp index)",
+            nullable=False,
+        ),
         rows,
     )
     if "stamp_index" in names:
         table = table.set_column(
             table.schema.get_field_index("stamp_index"),
-            _field("stamp_index", pa.int64(), "row of the stamp in the stamp array"),
+            described_field("stamp_index", pa.int64(), "", "row of the stamp in the stamp array"),
             rows,
         )
     counts = [part.n_rows for part in parts]
@@ -339,7 +346,8 @@ def _merged_table(parts: Sequence[_Part], sources: list[str]) -> pa.Table:
         "source_galaxy_id": (source_ids, "galaxy_id in the source part (with its seed)"),
     }
     for name, (values, description) in extra.items():
-        table = table.append_column(_field(name, values.type, description, False), values)
+        column = described_field(name, values.type, "", description, nullable=False)
+        table = table.append_column(column, values)
 
     metadata = _merge_common(
         [part.table.schema.metadata or {} for part in parts],
@@ -404,10 +412,6 @@ def _concatenated_table(parts: Sequence[_Part]) -> pa.Table:
         [part.table.select(names).replace_schema_metadata(None) for part in parts]
     )
     return table.replace_schema_metadata(metadata)
-
-
-def _field(name: str, dtype: pa.DataType, description: str, nullable: bool = True) -> pa.Field:
-    return pa.field(name, dtype, nullable, metadata={"unit": "", "description": description})
 
 
 def _copy_stamps(parts: Sequence[_Part], group: zarr.Group, *, progress: bool) -> None:

@@ -25,6 +25,8 @@ import numpy as np
 import pyarrow as pa
 
 from .. import __version__
+from ..constants import AB_ZERO_POINT_NJY
+from ..fields import described_field as _field
 from ..tile import Tile
 from .backend import to_numpy
 from .flags import SourceFlag
@@ -46,7 +48,6 @@ __all__ = [
 OBJECTS_PER_TILE = 2**32
 #: Unit of the stamps cut beside the catalogue (the tile's pixels).
 STAMP_UNIT = "electron"
-_AB_ZERO_NJY = 3631.0e9
 _MAG_PER_LN = 2.5 / np.log(10.0)
 
 _SOURCE_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
@@ -66,10 +67,6 @@ _SOURCE_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
     "detection_snr": (pa.float64(), "", "Kron-aperture flux / error on the detection image"),
     "flags": (pa.int32(), "", "csst_photoz.photometry.SourceFlag bits"),
 }
-
-
-def _field(name: str, dtype: pa.DataType, unit: str, description: str) -> pa.Field:
-    return pa.field(name, dtype, metadata={"unit": unit, "description": description})
 
 
 def aperture_column(radius_arcsec: float, band: str) -> str:
@@ -169,7 +166,7 @@ def photometry_schema(bands: Sequence[str], radii_arcsec: Sequence[float]) -> pa
 def _magnitudes(flux_njy: np.ndarray, error_njy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     positive = flux_njy > 0
     safe = np.where(positive, flux_njy, 1.0)
-    mag = np.where(positive, -2.5 * np.log10(safe / _AB_ZERO_NJY), np.nan)
+    mag = np.where(positive, -2.5 * np.log10(safe / AB_ZERO_POINT_NJY), np.nan)
     mag_err = np.where(positive, _MAG_PER_LN * error_njy / safe, np.nan)
     return mag, mag_err
 
