@@ -10,14 +10,14 @@ under bfloat16 autocast when asked.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from .base import PhotoZEstimate, PhotoZModel
+from .precision import bf16_autocast
 
 __all__ = ["StampCutter", "predict_catalog", "select_bands"]
 
@@ -57,15 +57,6 @@ def _flux_columns(
             )
         columns[name] = index
     return columns
-
-
-@contextlib.contextmanager
-def _precision(device: torch.device, mixed_precision: bool) -> Iterator[None]:
-    if mixed_precision and device.type == "cuda":
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-            yield
-    else:
-        yield
 
 
 def _device_of(model: PhotoZModel) -> torch.device:
@@ -155,7 +146,7 @@ def predict_catalog(
             # networks are tiny and lose accuracy in bf16 (benchmarks/inference.py: the MLP
             # moves by up to 0.4 in z on 21% of galaxies by > 0.01 (1+z) under bf16)
             low_precision = mixed_precision and "stamps" in model.input_names
-            with _precision(device, low_precision):
+            with bf16_autocast(device, low_precision):
                 estimate = model.predict(**inputs, batch_size=len(rows), seed=seed)
             z[name][rows] = estimate.z
             z_err[name][rows] = estimate.z_err

@@ -37,6 +37,7 @@ from .. import __version__
 from ..io.run_store import RunStore, TileRecord
 from ..io.tile_sources import TileSource
 from ..photometry import measure_tile
+from ..threads import limit_threads
 from ..tile import TileDataError
 from .config import PipelineConfig
 
@@ -266,11 +267,8 @@ def _measure_and_infer(
         stamp_seconds += time.perf_counter() - start
         return stamps
 
-    if device == "cpu" and models:
-        import torch
-
-        torch.set_num_threads(config.torch_threads)
-    with clock.stage("inference"):
+    threads = config.torch_threads if device == "cpu" and models else None
+    with clock.stage("inference"), limit_threads(threads):
         estimates = predict_catalog(
             models, tile.bands, fluxes, errors, cut, flux_index=flux_index,
             batch_size=config.inference_batch_size(device),

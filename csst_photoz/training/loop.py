@@ -30,14 +30,12 @@ one.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +45,7 @@ from tqdm.auto import tqdm
 
 from ..models import PhotoZModel, Prediction, gaussian_nll, load_model, model_class, save_model
 from ..models.base import config_to_dict
+from ..models.precision import bf16_autocast
 from .augment import augment_batch, epoch_generator
 from .batches import TensorSet, epoch_batches, n_epoch_batches
 from .build import training_metadata
@@ -139,12 +138,6 @@ class _EpochStats:
     seconds: float
 
 
-def _autocast(device: torch.device, enabled: bool) -> Callable[[], AbstractContextManager[Any]]:
-    if device.type == "cuda" and enabled:
-        return lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
 class _Run:
     """One training run's objects and its epoch loop."""
 
@@ -164,7 +157,7 @@ class _Run:
         self.paths, self.ctx = paths, context
         self.schedule: Schedule = recipe.schedule(config)
         self.plan = recipe.augmentation(config)
-        self.autocast = _autocast(context.device, config.mixed_precision)
+        self.autocast = partial(bf16_autocast, context.device, config.mixed_precision)
         self.module = model.to(context.device)
         self.model = context.wrap(self.module)
         trainable = [p for p in self.module.parameters() if p.requires_grad]

@@ -27,11 +27,10 @@ variant, ``state_dict_sha256``), the data, the split and the baselines.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..cli_options import positive_int
+from ..threads import limit_threads
 
 if TYPE_CHECKING:
     from ..io.checkpoint_metadata import CheckpointMetadata, TrainingRecord
@@ -82,21 +82,6 @@ def _unique(name: str, taken: set[str]) -> str:
         candidate, k = f"{name}_{k}", k + 1
     taken.add(candidate)
     return candidate
-
-
-@contextlib.contextmanager
-def _torch_threads(n_threads: int | None) -> Iterator[None]:
-    import torch
-
-    if n_threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(n_threads)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _load_checkpoints(paths: Sequence[str | os.PathLike[str]]) -> list[_Loaded]:
@@ -279,7 +264,7 @@ def predict_split(
 
     fluxes, errors = dataset.fluxes[chosen], dataset.flux_errors[chosen]
     stamp_cache: dict[int, Any] = {}
-    with _torch_threads(n_threads):
+    with limit_threads(n_threads):
         for item in loaded:
             stamps = None
             if "stamps" in item.model.input_names:
