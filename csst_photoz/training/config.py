@@ -43,6 +43,7 @@ from pydantic import (
 from ..config_files import format_validation_error, read_sections
 
 __all__ = [
+    "EARLY_STOPPING_PATIENCE",
     "DataColumns",
     "Schedule",
     "ScheduleName",
@@ -53,6 +54,8 @@ __all__ = [
 #: The per-network schedules of a `TrainingConfig` (a network's `Recipe` names its own).
 ScheduleName = Literal["mlp", "cnn", "hybrid"]
 _SCHEDULES: tuple[ScheduleName, ...] = ("mlp", "cnn", "hybrid")
+#: Early-stopping patience of the paper's CNN and hybrids, and of ``train mlp --table``.
+EARLY_STOPPING_PATIENCE = 10
 # settings that may change between an interrupted run and its resumption
 _RESUMABLE_CHANGES = ("max_epochs", "progress", "eval_batch_size", "mixed_precision")
 
@@ -88,7 +91,7 @@ class Schedule(_Frozen):
 
 
 class DataColumns(_Frozen):
-    """Which table columns hold the bands' fluxes, their errors and the true redshift.
+    """Which table columns hold the bands' fluxes, their errors, unit, the redshift and the ids.
 
     Attributes
     ----------
@@ -96,41 +99,78 @@ class DataColumns(_Frozen):
         Band names in model input order; None: from the table's ``csst_photoz.bands`` schema
         metadata, else the stamp array's ``bands`` attribute.
     flux, flux_err
-        Column-name templates with a ``{band}`` field (the simulator's 1 x Kron photometry in
-        electrons by default).
+        A column-name template with a ``{band}`` field, or one column name per band (the
+        simulator's 1 x Kron photometry in electrons by default). With ``unit = "ABmag"``
+        they are AB magnitudes and magnitude errors.
+    unit
+        Unit of the flux and error columns (:mod:`csst_photoz.units`): ``"electron"``,
+        ``"nJy"`` (or another flux density astropy knows) or ``"ABmag"``; None: the flux
+        column's own unit (Parquet field metadata ``unit``, FITS/ECSV column unit), else
+        electrons (the simulator's ``kron_flux_<b>``).
     redshift
         True-redshift column.
     detected
         Boolean column; rows where it is False are dropped (ignored if the table lacks it).
+    id
+        Identifier column copied into predictions (None: none; ``galaxy_id`` is copied when
+        present).
     """
 
     bands: tuple[str, ...] | None = None
-    flux: str = "kron_flux_{band}"
-    flux_err: str = "kron_flux_err_{band}"
+    flux: str | tuple[str, ...] = "kron_flux_{band}"
+    flux_err: str | tuple[str, ...] = "kron_flux_err_{band}"
+    unit: str | None = None
     redshift: str = "redshift"
     detected: str = "detected"
+    id: str | None = None
 
-    @field_validator("flux", "flux_err")
+    @field_validator("flux", "flux_err", mode="before")
     @classmethod
-    def _has_band_field(cls, template: str) -> str:
-        if "{band}" not in template:
-            raise ValueError(f"column template {template!r} needs a '{{band}}' field")
-        return template
+    def _template_or_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            value = tuple(value)
+        if isinstance(value, str) and "{band}" not in value:
+            names = tuple(name.strip() for name in value.split(","))
+            if len(names) == 1:
+                raise ValueError(
+                    f"column template {value!r} needs a '{{band}}' field (or give one column "
+                    "name per band, comma-separated)"
+                )
+            value = names
+        if isinstance(value, tuple) and (len(value) == 0 or len(set(value)) != len(value)):
+            raise ValueError(f"column names must be non-empty and distinct, got {value}")
+        return value
 
-    @field_validator("bands")
+    @field_validator("unit")
     @classmethod
-    def _distinct_bands(cls, bands: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    def _known_unit(cls, unit: str | None) -> str | None:
+        from ..units import normalise_unit
+
+        return None if unit is None else normalise_unit(unit)
+
+    @field_validator("bands", mode="before")
+    @classmethod
+    def _distinct_bands(cls, bands: Any) -> Any:
+        if isinstance(bands, str):
+            bands = tuple(b.strip() for b in bands.split(","))
         if bands is not None and (len(bands) == 0 or len(set(bands)) != len(bands)):
             raise ValueError(f"bands must be non-empty and distinct, got {bands}")
         return bands
 
+    def _names(self, spec: str | tuple[str, ...], bands: tuple[str, ...]) -> list[str]:
+        if isinstance(spec, str):
+            return [spec.format(band=b) for b in bands]
+        if len(spec) != len(bands):
+            raise ValueError(f"{len(spec)} column names {list(spec)} for bands {list(bands)}")
+        return list(spec)
+
     def flux_columns(self, bands: tuple[str, ...]) -> list[str]:
         """Flux column names of ``bands``."""
-        return [self.flux.format(band=b) for b in bands]
+        return self._names(self.flux, bands)
 
     def error_columns(self, bands: tuple[str, ...]) -> list[str]:
         """Flux-error column names of ``bands``."""
-        return [self.flux_err.format(band=b) for b in bands]
+        return self._names(self.flux_err, bands)
 
 
 class TrainingConfig(_Frozen):
@@ -150,22 +190,30 @@ class TrainingConfig(_Frozen):
     max_epochs
         Overrides every schedule's ``max_epochs`` (the CLI's ``--epochs``).
     mlp, cnn, hybrid
-        Schedules; ``hybrid`` serves both hybrids. MLP: 150 epochs, keep the best. CNN and
-        hybrids: learning rate x ``lr_factor`` after 5 epochs without improvement, stop after
-        10; 200 epochs at most (the paper's CNN peaked at 82, the hybrids at 30-47).
+        Schedules; ``hybrid`` serves both hybrids. MLP: 150 epochs, keep the best (the
+        paper's; ``csst-photoz train mlp --table`` stops after `EARLY_STOPPING_PATIENCE`
+        epochs without improvement instead, as the paper's other networks, unless the
+        ``[training.mlp]`` table is given or ``--recipe paper``). CNN and hybrids: learning
+        rate x ``lr_factor`` after 5 epochs without improvement, stop after 10; 200 epochs at
+        most (the paper's CNN peaked at 82, the hybrids at 30-47).
     lr_factor
         ``ReduceLROnPlateau`` factor (0.1).
     flux_realisations
         Augmented copies of each training galaxy per epoch for the MLP and the hybrids (50):
         each copy draws fresh fluxes ``F + N(0, sigma_F)`` (hybrids: paired with a random
         dihedral transform of the stamp); see :mod:`csst_photoz.training.augment`.
+    augment
+        False: no augmentation at all (one unperturbed copy of each galaxy per epoch, no
+        flux noise, no rotations); ``--no-augment``.
     dihedral_copies
         Copies of each stamp per epoch for the CNN (8: each of the eight rotations/flips once).
     uncertainty_weight
         Weight of the uncertainty head's Gaussian NLL beside the MAE.
     test_fraction, validation_fraction
-        Test share of the table's rows, and validation share of the rest: 0.25 and 0.1 give
-        the paper's 10,000 test / 27,000 train / 3,000 validation for 40,000 galaxies.
+        Test share of the table's rows (0 allowed: no test set), and validation share of the
+        rest: 0.25 and 0.1 give the paper's 10,000 test / 27,000 train / 3,000 validation for
+        40,000 galaxies. ``csst-photoz train --table`` holds back no test rows unless
+        ``test_fraction`` is set. Training prints the rows of each set.
     columns
         Table columns (`DataColumns`).
     limiting_flux
@@ -193,10 +241,15 @@ class TrainingConfig(_Frozen):
     loss: Literal["mae"] = "mae"
     max_epochs: int | None = Field(default=None, gt=0)
     mlp: Schedule = Schedule(max_epochs=150)
-    cnn: Schedule = Schedule(max_epochs=200, lr_patience=5, early_stopping_patience=10)
-    hybrid: Schedule = Schedule(max_epochs=200, lr_patience=5, early_stopping_patience=10)
+    cnn: Schedule = Schedule(
+        max_epochs=200, lr_patience=5, early_stopping_patience=EARLY_STOPPING_PATIENCE
+    )
+    hybrid: Schedule = Schedule(
+        max_epochs=200, lr_patience=5, early_stopping_patience=EARLY_STOPPING_PATIENCE
+    )
     lr_factor: float = Field(default=0.1, gt=0, lt=1)
     flux_realisations: int = Field(default=50, gt=0)
+    augment: bool = True
     dihedral_copies: int = Field(default=8, ge=1, le=8)
     uncertainty_weight: float = Field(default=1.0, ge=0)
     test_fraction: float = Field(default=0.25, ge=0, lt=1)

@@ -10,8 +10,15 @@ The folder's format (file names, writing, reading and `data_hash`) belongs to
 :mod:`csst_photoz.io.training_set`; this module selects rows for training and holds them in
 memory (`TrainingSet`).
 
-Any other Parquet file works for the MLP alone: pass the file instead of a folder, with its
-column names in a `~csst_photoz.training.config.DataColumns`.
+Any other table works for the MLP alone: pass a Parquet, FITS or CSV file instead of a folder
+(read by :func:`csst_photoz.io.tables.read_columns`), with its bands and column names in a
+`~csst_photoz.training.config.DataColumns` (``csst-photoz train mlp --table FILE --bands ...``).
+Its flux columns may hold electrons, nJy (or another flux density) or AB magnitudes
+(``DataColumns.unit``, else the flux column's own unit, else electrons): fluxes are converted
+to the working unit of :mod:`csst_photoz.units` (electrons stay electrons, everything else
+becomes nJy); magnitude sentinels (99, -99, NaN) become NaN fluxes, so those rows fail the
+selection below. The unit the columns had is what the checkpoint declares
+(`TrainingSet.input_declaration`), and prediction converts other tables to it.
 
 Loading validates what it reads and names the file in every error (missing columns, a stamp
 array whose length or band count differs from the table, NaN or infinite redshifts). Rows are
@@ -33,7 +40,9 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from ..io.checkpoint_metadata import SIMULATOR_APERTURE, FluxInput, InputDeclaration
 from ..io.paths import training_stamps_path, training_table_path
+from ..io.tables import TableReadError, read_columns, table_format
 from ..io.training_set import (
     BANDS_METADATA_KEY,
     STAMPS_ARRAY,
@@ -45,6 +54,7 @@ from ..io.training_set import (
     read_table_columns,
     read_table_schema,
 )
+from ..units import ELECTRON, UnitError, convert_fluxes, normalise_unit, working_unit
 from .config import DataColumns
 
 __all__ = [
@@ -57,9 +67,13 @@ __all__ = [
     "data_hash",
     "estimate_background_rms",
     "load_training_set",
+    "resolve_flux_unit",
     "select_rows",
 ]
 
+#: Flux definition recorded for table columns that are not the simulator's ``kron_flux_<b>``.
+UNSPECIFIED_APERTURE = "unspecified"
+_SIMULATOR_COLUMNS = DataColumns()
 # stamps used to estimate the background noise
 _RMS_SAMPLE = 256
 _MAD_TO_SIGMA = 1.4826
@@ -82,7 +96,8 @@ class TrainingSet:
     redshift
         (n,) float32 true redshifts.
     fluxes, flux_errors
-        (n, bands) float32, in the table's unit.
+        (n, bands) float32, in the working unit of ``flux_unit``
+        (:func:`csst_photoz.units.working_unit`: electrons, else nJy).
     stamps
         (n, bands, S, S) float32 electrons, centre-cropped; None if not loaded.
     background_rms
@@ -91,6 +106,8 @@ class TrainingSet:
         SHA-256 identifying the data (`data_hash`).
     columns
         The column names used.
+    flux_unit
+        The unit of the flux columns as read (``"electron"``, ``"nJy"``, ``"ABmag"``, ...).
     """
 
     source: Path
@@ -104,6 +121,7 @@ class TrainingSet:
     background_rms: npt.NDArray[np.float64] | None
     data_hash: str
     columns: DataColumns = field(default_factory=DataColumns)
+    flux_unit: str = ELECTRON
 
     def __len__(self) -> int:
         """Number of selected rows."""
@@ -114,6 +132,34 @@ class TrainingSet:
         wanted = np.asarray(table_rows, dtype=np.int64)
         return np.flatnonzero(np.isin(self.rows, wanted)).astype(np.int64)
 
+    def input_declaration(self, model: Any) -> InputDeclaration:
+        """What ``model``, trained on this set, reads: its flux columns with their unit.
+
+        The flux columns and unit are those of this set (`flux_unit`); the flux definition is
+        the simulator's 1 x Kron aperture for its ``kron_flux_<b>`` columns, else
+        `UNSPECIFIED_APERTURE`. Stamps (stamp networks) are declared at the model's size.
+        """
+        from ..models.checkpoint import default_inputs
+
+        declared = default_inputs(model)
+        if not declared.fluxes:
+            return declared
+        simulator = (self.columns.flux, self.columns.flux_err) == (
+            _SIMULATOR_COLUMNS.flux,
+            _SIMULATOR_COLUMNS.flux_err,
+        )
+        aperture = SIMULATOR_APERTURE if simulator else UNSPECIFIED_APERTURE
+        fluxes = tuple(
+            FluxInput(band=band, flux=flux, flux_err=error, unit=self.flux_unit, aperture=aperture)
+            for band, flux, error in zip(
+                self.bands,
+                self.columns.flux_columns(self.bands),
+                self.columns.error_columns(self.bands),
+                strict=True,
+            )
+        )
+        return declared.model_copy(update={"fluxes": fluxes})
+
 
 def _fail(path: Path, message: str) -> TrainingDataError:
     return TrainingDataError(f"{path}: {message}")
@@ -121,6 +167,39 @@ def _fail(path: Path, message: str) -> TrainingDataError:
 
 def _table_path(source: Path) -> Path:
     return training_table_path(source) if source.is_dir() else source
+
+
+def resolve_flux_unit(
+    declared: str | None,
+    units: dict[str, str | None],
+    flux_columns: list[str],
+    path: Path,
+    *,
+    default: str = ELECTRON,
+) -> str:
+    """The flux columns' unit: ``declared``, else the columns' own (one for all), else ``default``.
+
+    Raises
+    ------
+    TrainingDataError
+        On an unknown unit or flux columns of different units, naming the column.
+    """
+    try:
+        if declared is not None:
+            return normalise_unit(declared, flux_columns[0])
+        found = {name: units.get(name) for name in flux_columns if units.get(name)}
+        if not found:
+            return default
+        normalised = {name: normalise_unit(unit, name) for name, unit in found.items()}
+    except UnitError as error:
+        raise _fail(path, str(error)) from None
+    if len(set(normalised.values())) > 1 or len(found) != len(flux_columns):
+        raise _fail(
+            path,
+            f"flux columns of different units {found}: convert them or declare one unit "
+            "(columns.unit, --flux-unit)",
+        )
+    return next(iter(normalised.values()))
 
 
 def _resolve_bands(
@@ -133,7 +212,7 @@ def _resolve_bands(
         return tuple(metadata[BANDS_METADATA_KEY].decode().split(","))
     if "bands" in stamps_attrs:
         return tuple(str(b) for b in stamps_attrs["bands"])
-    raise _fail(path, "names no bands (no csst_photoz.bands metadata): set columns.bands")
+    raise _fail(path, "names no bands (no csst_photoz.bands metadata): set columns.bands (--bands)")
 
 
 def select_rows(
@@ -256,12 +335,9 @@ def load_training_set(
     store = open_stamps(source) if has_store else None
     load_stamps = bool(stamps) or (stamps is None and has_store)
 
-    schema = read_table_schema(table_path)
-    bands = _resolve_bands(columns, schema, store.attrs if store else {}, table_path)
-    flux_names, error_names = columns.flux_columns(bands), columns.error_columns(bands)
-    names = [columns.redshift, *flux_names, *error_names]
-    with_detected = columns.detected in schema.names
-    values = read_table_columns(table_path, names + ([columns.detected] if with_detected else []))
+    flux_names, error_names, values, units, bands = _read_table(
+        table_path, columns, store.attrs if store else {}, folder=source.is_dir()
+    )
     n_rows = len(values[columns.redshift])
 
     redshift = np.asarray(values[columns.redshift], dtype=np.float64)
@@ -273,9 +349,15 @@ def load_training_set(
             f"{int(bad.sum())} row(s) have a NaN or infinite {columns.redshift!r} "
             f"(rows {shown}...); drop them or fix the table",
         )
-    fluxes = np.column_stack([np.asarray(values[c], dtype=np.float64) for c in flux_names])
-    errors = np.column_stack([np.asarray(values[c], dtype=np.float64) for c in error_names])
-    detected = values[columns.detected] if with_detected else None
+    flux_unit = resolve_flux_unit(columns.unit, units, flux_names, table_path)
+    try:
+        fluxes, errors = convert_fluxes(
+            _stack(values, flux_names, table_path), _stack(values, error_names, table_path),
+            flux_unit, working_unit(flux_unit), bands=bands, column=flux_names[0],
+        )  # fmt: skip
+    except UnitError as error:
+        raise _fail(table_path, str(error)) from None
+    detected = values.get(columns.detected)
     keep = select_rows(fluxes, errors, detected)
     rows = np.flatnonzero(keep).astype(np.int64)
     if rows.size == 0:
@@ -301,4 +383,48 @@ def load_training_set(
         background_rms=background,
         data_hash=data_hash(table_path, store.array if store else None),
         columns=columns,
+        flux_unit=flux_unit,
     )
+
+
+def _stack(values: dict[str, Any], names: list[str], path: Path) -> np.ndarray:
+    """(n, len(names)) float64 columns; a non-numeric column is an error naming it."""
+    stacked = []
+    for name in names:
+        try:
+            stacked.append(np.asarray(values[name], dtype=np.float64))
+        except (TypeError, ValueError):
+            raise _fail(path, f"column {name!r} is not numeric") from None
+    return np.column_stack(stacked)
+
+
+def _read_table(
+    path: Path, columns: DataColumns, stamps_attrs: dict[str, Any], *, folder: bool
+) -> tuple[list[str], list[str], dict[str, Any], dict[str, str | None], tuple[str, ...]]:
+    """Flux and error names, the values and units read, and the bands of a training table."""
+    try:
+        is_parquet = folder or table_format(path) == "parquet"
+    except TableReadError as error:
+        raise TrainingDataError(str(error)) from None
+    schema = read_table_schema(path) if is_parquet else None
+    if schema is None and columns.bands is None:
+        raise _fail(path, "names no bands: set columns.bands (--bands)")
+    bands = _resolve_bands(columns, schema, stamps_attrs, path) if schema else columns.bands
+    try:
+        flux_names, error_names = columns.flux_columns(bands), columns.error_columns(bands)
+    except ValueError as error:
+        raise _fail(path, str(error)) from None
+    names = [columns.redshift, *flux_names, *error_names]
+    if schema is not None:
+        with_detected = columns.detected in schema.names
+        values = read_table_columns(path, names + ([columns.detected] if with_detected else []))
+        units = {
+            name: ((schema.field(name).metadata or {}).get(b"unit", b"").decode() or None)
+            for name in flux_names
+        }
+        return flux_names, error_names, dict(values), units, bands
+    try:
+        read = read_columns(path, names, optional=[columns.detected])
+    except TableReadError as error:
+        raise TrainingDataError(str(error)) from None
+    return flux_names, error_names, read.values, read.units, bands

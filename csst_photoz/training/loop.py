@@ -292,6 +292,7 @@ class _Run:
         )  # fmt: skip
         save_model(
             best, self.paths.best, training=training,
+            inputs=self.data.input_declaration(best),
             validation_metrics={**metrics, "epoch": epoch},
         )  # fmt: skip
         return record

@@ -18,10 +18,22 @@ The result is the prediction table ``csst-photoz evaluate`` reads
 metadata key ``csst_photoz.predictions`` holds a JSON record of the checkpoints (path, name,
 variant, ``state_dict_sha256``), the data, the split and the baselines.
 
+`predict_table` applies flux networks to *any* table (Parquet, FITS or CSV) that has the
+columns a checkpoint declares, or the same quantities under other names (``flux_columns``,
+``error_columns``) or in another unit it knows (``flux_unit``, else the columns' own unit
+metadata, else the declared unit): electrons, nJy (and other flux densities) and AB
+magnitudes are converted to the network's unit (:mod:`csst_photoz.units`); other units are
+refused naming the column. It writes the table's id column (``id_column``, else the one
+recorded at training, else ``galaxy_id``, else ``row``), the true redshift when asked, and per
+model ``z_<name>`` and ``z_<name>_err`` (and ``z_<name>_flag`` where the model gives one).
+
 ::
 
     csst-photoz predict --checkpoint mlp.pt [--checkpoint cnn.pt ...] --data DIR
         --out predictions.parquet [--split test|validation] [--no-baselines] [--threads N]
+    csst-photoz predict --checkpoint mlp.pt --table FILE --out predictions.parquet
+        [--id-column ID] [--flux-columns T --error-columns T] [--flux-unit U]
+        [--redshift-column Z]
 """
 
 from __future__ import annotations
@@ -51,6 +63,7 @@ __all__ = [
     "add_predict_arguments",
     "main",
     "predict_split",
+    "predict_table",
 ]
 
 #: Schema-metadata key of the JSON record written with the predictions.
@@ -313,15 +326,157 @@ def predict_split(
     return result.replace_schema_metadata({METADATA_KEY: json.dumps(record).encode()})
 
 
+def _table_inputs(
+    item: _Loaded, flux_columns: Any, error_columns: Any, flux_unit: str | None
+) -> tuple[list[str], list[str], str | None, str]:
+    """Flux and error columns to read for ``item``, the unit asked for and the declared one."""
+    from .config import DataColumns
+
+    declared = item.metadata.inputs
+    if not declared.fluxes or declared.stamps is not None:
+        raise PredictionError(
+            f"{item.path}: a {item.model.variant} network reads stamps; predict --table "
+            "applies flux-only networks (MLP)"
+        )
+    units = {entry.unit for entry in declared.fluxes}
+    if len(units) != 1:
+        raise PredictionError(f"{item.path}: declares flux inputs in several units {units}")
+    bands = tuple(declared.flux_bands)
+    given = DataColumns(
+        flux=flux_columns if flux_columns is not None else declared.flux_columns,
+        flux_err=error_columns if error_columns is not None else declared.error_columns,
+    )
+    return given.flux_columns(bands), given.error_columns(bands), flux_unit, units.pop()
+
+
+def predict_table(
+    checkpoints: Sequence[str | os.PathLike[str]],
+    table: str | os.PathLike[str],
+    *,
+    flux_columns: str | Sequence[str] | None = None,
+    error_columns: str | Sequence[str] | None = None,
+    flux_unit: str | None = None,
+    id_column: str | None = None,
+    redshift_column: str | None = None,
+    batch_size: int = 4096,
+    n_threads: int | None = 1,
+) -> pa.Table:
+    """Predict every row of any table with flux-only checkpoints (no split, no data hash).
+
+    Parameters
+    ----------
+    checkpoints
+        Flux-only checkpoint files (the MLP).
+    table
+        A Parquet, FITS or CSV file (:func:`csst_photoz.io.tables.read_columns`).
+    flux_columns, error_columns
+        The table's flux and error columns: a ``{band}`` template or one name per band of the
+        checkpoints (default: the columns each checkpoint declares).
+    flux_unit
+        Their unit (default: the columns' unit metadata, else the unit each checkpoint
+        declares); converted to the network's (:func:`csst_photoz.units.convert_fluxes`).
+    id_column
+        Identifier column to copy (default: the one recorded at training, else ``galaxy_id``
+        when present, else the row number as ``row``).
+    redshift_column
+        True-redshift column to copy as ``redshift`` (for ``csst-photoz evaluate``).
+    batch_size
+        Rows per forward pass.
+    n_threads
+        Torch threads during the call (None: leave as they are).
+
+    Returns
+    -------
+    pyarrow.Table
+        One row per table row: the id column, ``redshift`` if asked, ``z_<name>``,
+        ``z_<name>_err`` (and ``z_<name>_flag`` from models that give one); schema metadata
+        `METADATA_KEY`.
+
+    Raises
+    ------
+    PredictionError
+        On stamp networks, a missing column, or a unit that is unknown or cannot be converted
+        (naming the file and the column).
+    """
+    from csst_photoz.io.tables import TableReadError, read_columns
+    from csst_photoz.models.checkpoint import load_model
+    from csst_photoz.units import UnitError, convert_fluxes, working_unit
+
+    from .data import resolve_flux_unit
+
+    path = Path(table)
+    if not checkpoints:
+        raise ValueError("predict needs at least one checkpoint")
+    loaded, taken = [], {"true"}
+    for entry in checkpoints:
+        model = load_model(entry)
+        metadata = model.checkpoint_metadata
+        name = _unique(_column_name(str(model.variant)), taken)
+        loaded.append(_Loaded(Path(entry), model, metadata, metadata.training, name))
+    plans = [_table_inputs(item, flux_columns, error_columns, flux_unit) for item in loaded]
+    recorded = [(item.training.config.get("columns") or {}).get("id") for item in loaded]
+    wanted_id = id_column or next((c for c in recorded if c), None)
+    names = [name for fluxes, errors, _, _ in plans for name in (*fluxes, *errors)]
+    names += [c for c in (wanted_id, redshift_column) if c]
+    try:
+        read = read_columns(path, list(dict.fromkeys(names)), optional=["galaxy_id"])
+    except TableReadError as error:
+        raise PredictionError(str(error)) from None
+
+    out: dict[str, Any] = {}
+    id_name = wanted_id or ("galaxy_id" if "galaxy_id" in read.values else None)
+    if id_name is None:
+        out["row"] = pa.array(np.arange(read.n_rows), pa.int64())
+    else:
+        out[id_name] = pa.array(read[id_name])
+    if redshift_column:
+        out["redshift"] = pa.array(np.asarray(read[redshift_column], np.float64))
+    records = []
+    with limit_threads(n_threads):
+        for item, (fluxes, errors, asked, declared) in zip(loaded, plans, strict=True):
+            try:
+                unit = resolve_flux_unit(asked, read.units, fluxes, path, default=declared)
+                values, sigmas = convert_fluxes(
+                    np.column_stack([np.asarray(read[c], np.float64) for c in fluxes]),
+                    np.column_stack([np.asarray(read[c], np.float64) for c in errors]),
+                    unit, working_unit(declared), bands=item.model.bands, column=fluxes[0],
+                )  # fmt: skip
+            except (UnitError, ValueError) as error:
+                raise PredictionError(f"{path}: {item.path}: {error}") from None
+            estimate = item.model.predict(
+                values.astype(np.float32), sigmas.astype(np.float32), None, batch_size=batch_size
+            )
+            out[f"z_{item.name}"] = pa.array(estimate.z, pa.float32())
+            out[f"z_{item.name}_err"] = pa.array(estimate.z_err, pa.float32())
+            flag = getattr(estimate, "flag", None)  # models with a domain reference
+            if flag is not None:
+                out[f"z_{item.name}_flag"] = pa.array(flag, pa.uint16())
+            records.append(
+                {
+                    "path": str(item.path), "name": item.name, "variant": str(item.model.variant),
+                    "columns": fluxes, "unit": unit, "network_unit": working_unit(declared),
+                    "state_dict_sha256": item.metadata.state_dict_sha256,
+                }
+            )  # fmt: skip
+    record = {"checkpoints": records, "data": str(path), "n_rows": read.n_rows}
+    result = pa.table(out)
+    return result.replace_schema_metadata({METADATA_KEY: json.dumps(record).encode()})
+
+
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``predict`` arguments to ``parser`` (and make `main` its handler)."""
     parser.add_argument(
         "--checkpoint", type=Path, action="append", required=True, dest="checkpoints",
         help="trained checkpoint (repeat for several networks of one training run)",
     )  # fmt: skip
-    parser.add_argument(
-        "--data", type=Path, required=True, help="the training-set folder they were trained on"
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--data", type=Path, help="the training-set folder they were trained on (its split)"
     )
+    source.add_argument(
+        "--table", type=Path,
+        help="any Parquet, FITS or CSV table with the checkpoints' flux columns (all rows)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="predictions Parquet file")
     parser.add_argument(
         "--split", choices=_SPLITS, default="test", help="rows to predict (default test)"
@@ -329,6 +484,12 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument(
         "--no-baselines", action="store_true", help="skip the kNN and gradient-boosting baselines"
     )
+    table = parser.add_argument_group("--table columns (default: those the checkpoint declares)")
+    table.add_argument("--id-column", help="identifier column to copy (default galaxy_id or row)")
+    table.add_argument("--flux-columns", help="flux columns: a '{band}' template or names")
+    table.add_argument("--error-columns", help="flux-error columns: template or names")
+    table.add_argument("--flux-unit", help="their unit: electron, nJy, uJy, ABmag, ...")
+    table.add_argument("--redshift-column", help="true redshift to copy as 'redshift'")
     parser.add_argument("--batch-size", type=int, default=4096, help="rows per forward pass")
     parser.add_argument("--threads", type=positive_int, default=1, help="torch / baseline threads")
     parser.set_defaults(func=main)
@@ -339,6 +500,16 @@ def main(args: argparse.Namespace) -> int:
     """Run ``predict`` for parsed ``args``: write the table atomically; returns 0."""
     from csst_photoz.io import write_parquet_atomic
 
+    if args.table is not None:
+        table = predict_table(
+            args.checkpoints, args.table, flux_columns=args.flux_columns,
+            error_columns=args.error_columns, flux_unit=args.flux_unit,
+            id_column=args.id_column, redshift_column=args.redshift_column,
+            batch_size=args.batch_size, n_threads=args.threads,
+        )  # fmt: skip
+        write_parquet_atomic(table, args.out)
+        print(f"predicted {table.num_rows} rows of {args.table} -> {args.out}")
+        return 0
     table = predict_split(
         args.checkpoints,
         args.data,

@@ -81,9 +81,14 @@ class Recipe:
         return config.schedule(self.schedule_name)
 
     def augmentation(self, config: TrainingConfig) -> AugmentPlan:
-        """The network's augmentation, with the copies per epoch from ``config``."""
+        """The network's augmentation, with the copies per epoch from ``config``.
+
+        ``config.augment = False``: one unperturbed copy of each galaxy per epoch.
+        """
         from .augment import AugmentPlan
 
+        if not config.augment:
+            return AugmentPlan(1, flux_noise=False, dihedral="none")
         copies = int(getattr(config, self.copies_setting))
         return AugmentPlan(copies, flux_noise=self.flux_noise, dihedral=self.dihedral)
 

@@ -6,7 +6,9 @@ a network's selection keeps, so the four networks trained on one table with one 
 test set (and hybrid transfer never trains on a test galaxy its MLP or CNN validated on). With
 ``n`` rows, ``round(n * test_fraction)`` go to the test set, ``round(rest *
 validation_fraction)`` of the rest to validation, and the remainder to training; defaults of
-0.25 and 0.1 give the paper's 10,000 / 3,000 / 27,000 for 40,000 galaxies.
+0.25 and 0.1 give the paper's 10,000 / 3,000 / 27,000 for 40,000 galaxies. A test fraction
+of 0 holds nothing back (every row trains or validates: for a table whose test set is another
+file). `Split.summary` says how many rows each set got; ``csst-photoz train`` prints it.
 """
 
 from __future__ import annotations
@@ -60,6 +62,16 @@ class Split:
             "sha256": self.fingerprint(),
         }
 
+    def summary(self) -> str:
+        """One line: the rows in train / validation / test."""
+        text = (
+            f"split of {self.n_rows} rows (seed {self.seed}): {self.train.size} train / "
+            f"{self.validation.size} validation / {self.test.size} test"
+        )
+        if self.test.size == 0:
+            text += " (no test rows held back)"
+        return text
+
 
 def split_rows(
     n_rows: int,
@@ -77,7 +89,7 @@ def split_rows(
     seed
         Seed of the permutation (``numpy.random.default_rng(seed)``).
     test_fraction
-        Share of all rows for the test set, in [0, 1).
+        Share of all rows for the test set, in [0, 1); 0 holds no test rows back.
     validation_fraction
         Share of the remaining rows for validation, in (0, 1).
 
