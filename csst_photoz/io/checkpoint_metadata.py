@@ -73,7 +73,9 @@ class FluxInput(_Record):
     flux, flux_err
         Column names of the flux and its 1-sigma error.
     unit
-        Their unit (``"electron"``: electrons in the summed exposures; ``"nJy"``).
+        Their unit (``"electron"``: electrons in the summed exposures; ``"nJy"`` or another
+        flux density astropy knows; ``"ABmag"``: AB magnitudes and magnitude errors), as
+        :func:`csst_photoz.units.normalise_unit` names it.
     aperture
         The flux definition: ``"kron_<k>"`` for ``k`` x the Kron radius (elliptical),
         ``"circle_<r>"`` for a circle of radius ``r`` arcsec.
