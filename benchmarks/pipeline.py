@@ -48,11 +48,11 @@ import numpy as np  # noqa: E402
 from _results import write_results  # noqa: E402
 
 import csst_photoz  # noqa: E402
+from csst_photoz.constants import CSST_BANDS  # noqa: E402
 from csst_photoz.instrument import Instrument  # noqa: E402
 from csst_photoz.io import read_tile_zarr  # noqa: E402
 from csst_photoz.io.paths import tile_store_path  # noqa: E402
 from csst_photoz.io.run_store import RunStore  # noqa: E402
-from csst_photoz.io.tile_fits import CSST_BANDS  # noqa: E402
 from csst_photoz.pipeline import (  # noqa: E402
     PipelineConfig,
     connect,

@@ -23,7 +23,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from csst_photoz.io.tile_fits import CSST_BANDS  # noqa: E402
+from csst_photoz.constants import CSST_BANDS  # noqa: E402
 from csst_photoz.io.tile_sources import TileSource  # noqa: E402
 from csst_photoz.pipeline import PipelineConfig, resolve_checkpoints  # noqa: E402
 from csst_photoz.pipeline.tile_task import TileJob, prepare_worker, process_tile  # noqa: E402

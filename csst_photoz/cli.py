@@ -176,6 +176,7 @@ def _cmd_simulate_stamps(args: argparse.Namespace) -> int:
             size=args.size,
             selected_only=not args.all,
             slice_spec=args.slice,
+            overwrite=args.overwrite,
         )
     elapsed = time.perf_counter() - start
     detected = table["detected"].to_numpy(zero_copy_only=False)
@@ -273,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     stamps.add_argument("--out", type=Path, required=True, help="output folder")
     stamps.add_argument("--size", type=positive_int, default=64, help="stamp side [pixels]")
     stamps.add_argument("--all", action="store_true", help="not only the SNR > 10 (g|i) sample")
+    stamps.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in OUT (default: resume an interrupted run with the same settings; "
+        "a folder of other settings is refused)",
+    )
     add_config_options(stamps, sections="[instrument]")
     _add_slice_option(stamps, "rows, into OUT/slice_INDEX (join them with merge)")
     add_cluster_options(stamps)

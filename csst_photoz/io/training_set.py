@@ -88,6 +88,8 @@ BANDS_METADATA_KEY = b"csst_photoz.bands"
 #: Stamp-group attribute and table metadata key of a slice: index, count, start, stop, n.
 SLICE_ATTR = "slice"
 SLICE_METADATA_KEY = b"csst_photoz.slice"
+#: Stamp-group attribute of the galaxy population's configuration.
+POPULATION_ATTR = "population_config"
 
 # rows read from zarr at a time (a multiple of the simulator's 32-object chunks)
 _READ_BLOCK = 1024
@@ -126,6 +128,9 @@ class TrainingSetSettings:
         The instrument configuration, as JSON-ready data.
     selected_only
         Whether only galaxies passing the paper's selection were drawn.
+    population_config
+        The galaxy population's configuration, as JSON-ready data (None: not recorded, as in
+        folders written before it was).
     unit
         Unit of the pixel values.
     slice
@@ -141,6 +146,7 @@ class TrainingSetSettings:
     selected_only: bool = True
     unit: str = "electron"
     slice: dict[str, int] | None = None
+    population_config: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.size < 1 or not self.bands:
@@ -168,6 +174,8 @@ class TrainingSetSettings:
         }
         if self.slice is not None:
             attrs[SLICE_ATTR] = dict(self.slice)
+        if self.population_config is not None:
+            attrs[POPULATION_ATTR] = self.population_config
         return json.loads(json.dumps(attrs))
 
 
@@ -367,6 +375,7 @@ def _settings_of(folder: Path, group: Any) -> TrainingSetSettings:
             selected_only=attrs["selected_only"],
             unit=attrs["unit"],
             slice=attrs.get(SLICE_ATTR),
+            population_config=attrs.get(POPULATION_ATTR),
         )
     except (KeyError, ValueError, TypeError) as error:
         raise _fail(store, f"not a stamp store written by csst_photoz ({error})") from None
@@ -374,6 +383,8 @@ def _settings_of(folder: Path, group: Any) -> TrainingSetSettings:
 
 def _differences(earlier: TrainingSetSettings, settings: TrainingSetSettings) -> list[str]:
     old, new = earlier.attrs(), settings.attrs()
+    if POPULATION_ATTR not in old:  # written before the population was recorded
+        new.pop(POPULATION_ATTR, None)
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if earlier.n != settings.n:
         changed.insert(0, "n")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from .._lazy import lazy_attributes
 
 __all__ = [
+    "Outcome",
     "PipelineConfig",
     "RunSummary",
     "TileSimulationResult",
@@ -30,11 +31,13 @@ __all__ = [
     "simulate_tiles",
     "slurm_cpu_cluster",
     "slurm_runner_client",
+    "submit_bounded",
 ]
 
 _SOURCES = {
     "PipelineConfig": "config",
     "RunSummary": "batch",
+    "Outcome": "submit",
     "TileSimulationResult": "simulate",
     "connect": "cluster",
     "finalize_catalog": "finalize",
@@ -47,6 +50,7 @@ _SOURCES = {
     "simulate_tiles": "simulate",
     "slurm_cpu_cluster": "cluster",
     "slurm_runner_client": "cluster",
+    "submit_bounded": "submit",
 }
 
 __getattr__, __dir__ = lazy_attributes(__name__, _SOURCES, __all__)

@@ -197,6 +197,7 @@ def simulate_stamps(
         instrument_config=json.loads(instrument.config.model_dump_json()),
         selected_only=selected_only,
         slice=None if slice_spec is None else slice_spec.metadata(n),
+        population_config=json.loads(population.model_dump_json()),
     )
     writer = begin_training_set(out_dir, settings, resume=not overwrite)
     kwargs = {

@@ -16,6 +16,7 @@ from .selection import kron_like_snr, select_snr
 from .stamps import (
     NEIGHBOUR_MARGIN_PIX,
     NeighbourDraw,
+    StampSettings,
     draw_neighbours,
     mean_neighbour_count,
     measure_stamps,
@@ -37,6 +38,7 @@ __all__ = [
     "Population",
     "PopulationConfig",
     "SimulationConfig",
+    "StampSettings",
     "SyntheticPhotometer",
     "TemplateSet",
     "bpz_class_probabilities",

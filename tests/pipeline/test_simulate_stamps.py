@@ -7,6 +7,7 @@ from distributed import Client, LocalCluster
 
 from csst_photoz.io.training_set import TrainingDataError
 from csst_photoz.pipeline import simulate_stamps, training_stamps
+from csst_photoz.sim import PopulationConfig
 
 N, SIZE, SEED = 70, 16, 9  # blocks of 32 rows: [0, 32), [32, 64), [64, 70)
 
@@ -73,5 +74,9 @@ def test_a_folder_of_other_settings_is_refused_unless_overwritten(tmp_path, clie
         simulate_stamps(8, tmp_path, seed=SEED + 1, **common)
     with pytest.raises(TrainingDataError, match="n"):
         simulate_stamps(9, tmp_path, seed=SEED, **common)
+    with pytest.raises(TrainingDataError, match="population_config"):
+        simulate_stamps(
+            8, tmp_path, seed=SEED, population_config=PopulationConfig(mag_max=26.0), **common
+        )
     table = simulate_stamps(9, tmp_path, seed=SEED, overwrite=True, **common)
     assert table.num_rows == 9
