@@ -152,11 +152,14 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     parser = subparsers.add_parser(
         "predict",
-        help="predictions of trained checkpoints (+ baselines) on their test split, for evaluate",
+        help="predictions of trained checkpoints: their test split (+ baselines), or any table",
         description=(
-            "Predict the test (or validation) split of a training set with checkpoints trained "
-            "on it, and the kNN / gradient-boosting baselines fitted on its training split; "
-            "writes the Parquet table that 'csst-photoz evaluate' reads."
+            "With --data, predict the test (or validation) split of a training set with "
+            "checkpoints trained on it, and the kNN / gradient-boosting baselines fitted on its "
+            "training split; writes the Parquet table that 'csst-photoz evaluate' reads. With "
+            "--table, predict every row of any Parquet, FITS or CSV table that has the flux "
+            "columns the checkpoints declare (or --flux-columns / --error-columns in another "
+            "unit it converts, --flux-unit), writing its id column beside z and z_err."
         ),
     )
     return add_predict_arguments(parser)
