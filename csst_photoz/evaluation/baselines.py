@@ -1,51 +1,90 @@
-"""Classical machine-learning baselines on the MLP's flux features (scikit-learn).
+"""Tuned classical baselines on one magnitude plus colours (scikit-learn).
 
-Both baselines see exactly what the paper's MLP sees: the ``3N - 1`` signed-log features of
-`csst_photoz.models.features` (20 for CSST's seven bands) computed from fluxes, flux errors and
-per-band limiting fluxes (given, or estimated from the training errors as the MLP does), so the
-results table measures what the networks add over off-the-shelf regressors.
+Both baselines see what a user would give any photo-z code: per-band fluxes (and errors) in one
+unit. Their features (`baseline_features`) are one magnitude and the ``N - 1`` adjacent colours
 
-* `KNNBaseline`: k nearest neighbours in the standardised feature space; the redshift is the
-  mean of the neighbours' redshifts, the raw ``sigma`` their standard deviation.
-* `GradientBoostingBaseline`: `sklearn.ensemble.HistGradientBoostingRegressor` with the
-  absolute-error loss (the networks' MAE: it estimates the median), and two quantile models at
-  16% and 84% whose half-distance is the raw ``sigma``.
+* colour ``c_b = -2.5 log10(F_b / F_{b+1})`` (a flux ratio: independent of the unit and the
+  zero point);
+* magnitude ``m = -2.5 log10(F_ref)`` of one reference band, in the flux unit (an AB magnitude
+  up to a constant offset, which changes nothing for trees or standardised distances). By
+  default the reference is the band with the highest median S/N on the training set.
 
-Uncertainty recalibration
--------------------------
-Raw spreads are not calibrated (neighbour spreads are too wide, in-sample quantiles too
-narrow). With ``recalibrate=True`` (default) each baseline multiplies its raw ``sigma`` by one
-factor, chosen so that 68.27% of *held-out* training galaxies lie within ``±sigma``: for the
-k-NN the leave-one-out predictions of the training set (free), for the gradient boosting a
-model fitted on a random 80% of the training set and evaluated on the other 20% before the
-final fit on all of it (twice the cost). ``sigma`` is at least ``min_sigma``.
+Missing bands and non-detections follow the package's convention
+(`csst_photoz.models.features`): a band is **missing** when its flux or its error is NaN or its
+error is not a positive finite number; a flux below its 1-sigma error (0 and negative fluxes
+included) is a non-detection, and enters as its 1-sigma upper limit: the flux is replaced by its
+error before the magnitude is taken. A missing band's magnitude and the colours it enters are NaN:
 
-Rows with a NaN feature (a missing flux) are dropped from training and predicted as NaN, as the
-networks' NaN inputs propagate. ``n_threads`` caps the OpenMP/BLAS threads during fitting and
-prediction (on a busy machine, spinning OpenMP threads can make gradient boosting many times
-slower than one thread).
+* `GradientBoostingBaseline` gives them to `sklearn.ensemble.HistGradientBoostingRegressor`,
+  which learns at each split which side missing values go to;
+* `KNNBaseline` standardises the features (statistics of the present values) and measures
+  distances over the features both galaxies have, scaled up to all of them
+  (`sklearn.metrics.pairwise.nan_euclidean_distances`): a galaxy missing a band is matched on
+  its other colours (no imputation).
+
+A row without any present band (for the k-NN: without any finite feature) is predicted as NaN.
+
+Tuning on the training set's own validation part
+------------------------------------------------
+``fit`` holds back a random ``validation_fraction`` (default 20 %) of the training rows, scores
+candidate settings fitted on the rest by the mean ``|z_pred - z| / (1 + z)`` on it (an L1 score:
+it weighs the core and the outliers), keeps the best, and refits on all training rows.
+
+* Gradient boosting: L1 loss (``absolute_error``: the median), early stopping on the validation
+  part (``n_iter_no_change`` iterations without improvement, at most ``max_iter``), and
+  ``n_candidates`` settings drawn at random (``seed``) from `GBT_PARAM_GRID` (learning rate,
+  leaves per tree, minimum samples per leaf, L2 regularisation); the final model is refitted on
+  all rows for the number of iterations the chosen candidate ran (``n_iter_``). LightGBM is not
+  used: scikit-learn's estimator is the same histogram algorithm, without another dependency.
+* k-NN: the features are standardised (`sklearn.preprocessing.StandardScaler`); ``z`` is the
+  median redshift of the ``k`` nearest training galaxies, ``k`` chosen from `KNN_NEIGHBOURS`.
+
+Uncertainty
+-----------
+The raw ``sigma`` is half the 16-84 % range: of two quantile gradient-boosting models (fitted
+with the chosen settings), or of the ``k`` neighbours' redshifts. It is recalibrated like the
+networks' sigma (`csst_photoz.metrics.coverage_scale`): one factor, chosen so that 68.27 % of the
+validation part lies within ``±sigma`` of the models fitted without it. ``sigma`` is at least
+``min_sigma``. ``n_threads`` caps the threads during fitting and prediction
+(`csst_photoz.threads.limit_threads`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 
+from csst_photoz.threads import limit_threads
+
 from ..metrics import coverage_scale
 
 __all__ = [
     "BASELINES",
+    "GBT_PARAM_GRID",
+    "KNN_NEIGHBOURS",
     "GradientBoostingBaseline",
     "KNNBaseline",
     "baseline_features",
     "fit_predict_baselines",
 ]
 
+#: Settings the gradient boosting draws its candidates from (`GradientBoostingBaseline`).
+GBT_PARAM_GRID: dict[str, tuple[float, ...]] = {
+    "learning_rate": (0.05, 0.1, 0.2),
+    "max_leaf_nodes": (15, 31, 63, 127),
+    "min_samples_leaf": (5, 20, 50),
+    "l2_regularization": (0.0, 1.0),
+}
+
+#: Neighbour counts the k-NN chooses from (`KNNBaseline`).
+KNN_NEIGHBOURS = (3, 5, 8, 12, 20, 40)
+
 _DEFAULT_MIN_SIGMA = 1e-3
+_MIN_ROWS = 10
+_QUANTILES = (0.16, 0.84)
 
 
 def _as_flux_arrays(
@@ -61,155 +100,153 @@ def _as_flux_arrays(
     return flux, error
 
 
+def _present(flux: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """Bands that are not missing: finite flux, finite positive error."""
+    return np.isfinite(flux) & np.isfinite(error) & (error > 0)
+
+
 def baseline_features(
-    fluxes: npt.ArrayLike,
-    flux_errors: npt.ArrayLike,
-    limiting_flux: npt.ArrayLike,
-    *,
-    floor: float | None = None,
+    fluxes: npt.ArrayLike, flux_errors: npt.ArrayLike, reference_band: int
 ) -> np.ndarray:
-    """The MLP's ``3N - 1`` signed-log features as a NumPy array (not standardised).
+    """One magnitude and the adjacent colours of each galaxy (NaN where a band is missing).
 
     Parameters
     ----------
     fluxes, flux_errors : array_like
-        (n, N) fluxes and 1-sigma errors, bands in a fixed order, any one unit.
-    limiting_flux : array_like
-        (N,) limiting flux per band, same unit, positive and finite.
-    floor : float, optional
-        Clipping floor of the signed log; default that of `csst_photoz.models.features`.
+        (n, N) fluxes and 1-sigma errors, bands in wavelength order, any one unit. A band is
+        missing where either is NaN or the error is not positive; a flux below its error is
+        replaced by the error (a 1-sigma upper limit).
+    reference_band : int
+        Index of the band whose magnitude ``-2.5 log10(F)`` is the first feature.
 
     Returns
     -------
     numpy.ndarray
-        (n, 3N - 1) float64 features; a row is NaN where its inputs are.
+        (n, N) float64: the magnitude, then the colours ``-2.5 log10(F_b / F_{b+1})``.
 
     """
-    import torch
-
-    from csst_photoz.models.features import DEFAULT_LOG_FLOOR, flux_features
-
     flux, error = _as_flux_arrays(fluxes, flux_errors)
-    limits = np.asarray(limiting_flux, dtype=np.float64)
-    if limits.shape != (flux.shape[1],) or not np.all(np.isfinite(limits) & (limits > 0)):
-        raise ValueError(
-            f"limiting_flux must be {flux.shape[1]} positive finite values, got {limits.tolist()}"
-        )
-    features = flux_features(
-        torch.from_numpy(flux),
-        torch.from_numpy(error),
-        torch.from_numpy(limits),
-        floor=DEFAULT_LOG_FLOOR if floor is None else floor,
-    )
-    return features.numpy()
+    if not 0 <= reference_band < flux.shape[1]:
+        raise ValueError(f"reference_band {reference_band} is not one of {flux.shape[1]} bands")
+    present = _present(flux, error)
+    magnitude = np.full(flux.shape, np.nan)
+    magnitude[present] = -2.5 * np.log10(np.maximum(flux[present], error[present]))
+    return np.column_stack([magnitude[:, reference_band], magnitude[:, :-1] - magnitude[:, 1:]])
 
 
-def _coverage_scale(residual: np.ndarray, sigma: np.ndarray) -> float:
-    """Factor on ``sigma`` that puts 68.27% of ``|residual|`` within ``±sigma`` (1 if none)."""
-    try:
-        return coverage_scale(np.zeros_like(residual), residual, sigma)
-    except ValueError:  # nothing usable, or all residuals zero: leave sigma as it is
-        return 1.0
+def _score(z_true: np.ndarray, z_pred: np.ndarray) -> float:
+    """Mean ``|z_pred - z_true| / (1 + z_true)``: what the tuning minimises."""
+    return float(np.mean(np.abs(z_pred - z_true) / (1.0 + z_true)))
 
 
-class _FluxBaseline:
-    """Features, limiting fluxes, NaN rows, threads and recalibration shared by the baselines."""
+def _half_range(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    return 0.5 * np.abs(high - low)
+
+
+class _ColourBaseline:
+    """Inputs, reference band, validation split, threads and sigma scale of both baselines."""
 
     name = "baseline"
 
     def __init__(
         self,
         *,
-        limiting_flux: Sequence[float] | None = None,
-        recalibrate: bool = True,
-        min_sigma: float = _DEFAULT_MIN_SIGMA,
-        n_threads: int | None = None,
+        reference_band: int | None,
+        validation_fraction: float,
+        seed: int,
+        min_sigma: float,
+        n_threads: int | None,
     ) -> None:
+        if not 0 < validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}")
         if not min_sigma > 0:
             raise ValueError(f"min_sigma must be > 0, got {min_sigma!r}")
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be >= 1 or None, got {n_threads!r}")
-        if limiting_flux is not None:
-            limiting_flux = np.asarray(limiting_flux, dtype=np.float64)
-            if limiting_flux.ndim != 1 or not np.all(
-                np.isfinite(limiting_flux) & (limiting_flux > 0)
-            ):
-                raise ValueError(
-                    f"limiting_flux must be a 1-D sequence of positive finite values, got "
-                    f"{limiting_flux.tolist()}"
-                )
-        self.limiting_flux = limiting_flux
-        self.recalibrate = bool(recalibrate)
+        self.reference_band = reference_band
+        self.validation_fraction = float(validation_fraction)
+        self.seed = int(seed)
         self.min_sigma = float(min_sigma)
         self.n_threads = n_threads
-        self.limiting_flux_: np.ndarray | None = None
+        self.n_bands_: int | None = None
+        self.reference_band_: int | None = None
         self.sigma_scale_ = 1.0
 
-    def _threads(self) -> AbstractContextManager[Any]:
-        if self.n_threads is None:
-            return nullcontext()
-        from threadpoolctl import threadpool_limits
-
-        return threadpool_limits(limits=self.n_threads)
-
-    def _features(self, fluxes: npt.ArrayLike, flux_errors: npt.ArrayLike) -> np.ndarray:
-        if self.limiting_flux_ is None:
+    def _check_fitted(self, flux: np.ndarray) -> None:
+        if self.n_bands_ is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
-        flux, error = _as_flux_arrays(fluxes, flux_errors)
-        if flux.shape[1] != self.limiting_flux_.size:
-            raise ValueError(
-                f"fitted on {self.limiting_flux_.size} bands, got fluxes in {flux.shape[1]}"
+        if flux.shape[1] != self.n_bands_:
+            raise ValueError(f"fitted on {self.n_bands_} bands, got fluxes in {flux.shape[1]}")
+
+    def _calibrate(self, z_true: np.ndarray, z_pred: np.ndarray, raw_sigma: np.ndarray) -> None:
+        try:
+            self.sigma_scale_ = coverage_scale(
+                z_true, z_pred, np.maximum(raw_sigma, self.min_sigma)
             )
-        return baseline_features(flux, error, self.limiting_flux_)
+        except ValueError:  # all validation residuals zero: leave sigma as it is
+            self.sigma_scale_ = 1.0
 
-    def _fit_rows(self, features: np.ndarray, z: np.ndarray) -> None:
+    def _fit_rows(
+        self, flux: np.ndarray, error: np.ndarray, z: np.ndarray, fit: np.ndarray, val: np.ndarray
+    ) -> None:
         raise NotImplementedError  # pragma: no cover - every baseline overrides it
 
-    def _predict_rows(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _predict_rows(self, flux: np.ndarray, error: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError  # pragma: no cover - every baseline overrides it
+
+    def describe(self) -> dict[str, Any]:
+        """The fitted settings, for a results table."""
+        return {"reference_band": self.reference_band_, "sigma_scale": self.sigma_scale_}
 
     def fit(
         self, fluxes: npt.ArrayLike, flux_errors: npt.ArrayLike, redshift: npt.ArrayLike
     ) -> Self:
-        """Fit on a training set (rows with a NaN feature or redshift are dropped).
+        """Tune on a validation part of the training set, then fit on all of it.
 
         Parameters
         ----------
         fluxes, flux_errors : array_like
-            (n, N) training fluxes and errors.
+            (n, N) training fluxes and errors (missing bands: module docstring).
         redshift : array_like
-            (n,) true redshifts.
+            (n,) true redshifts; rows with a non-finite redshift or no present band are
+            dropped.
 
         Returns
         -------
         Self
-            ``self``, fitted; ``limiting_flux_`` and ``sigma_scale_`` are set.
+            ``self``, fitted.
 
         """
-        from csst_photoz.models.features import estimate_limiting_flux
-
         flux, error = _as_flux_arrays(fluxes, flux_errors)
         z = np.asarray(redshift, dtype=np.float64)
         if z.shape != (flux.shape[0],):
             raise ValueError(f"redshift must have shape ({flux.shape[0]},), got {z.shape}")
-        if self.limiting_flux is not None and self.limiting_flux.size != flux.shape[1]:
-            raise ValueError(
-                f"limiting_flux has {self.limiting_flux.size} values for {flux.shape[1]} bands"
-            )
-        self.limiting_flux_ = (
-            estimate_limiting_flux(error) if self.limiting_flux is None else self.limiting_flux
-        )
-        features = self._features(flux, error)
-        usable = np.isfinite(features).all(axis=1) & np.isfinite(z)
-        self.sigma_scale_ = 1.0
-        with self._threads():
-            self._fit_rows(features[usable], z[usable])
+        usable = np.isfinite(z) & _present(flux, error).any(axis=1)
+        flux, error, z = flux[usable], error[usable], z[usable]
+        if z.size < _MIN_ROWS:
+            raise ValueError(f"{z.size} usable training rows; need at least {_MIN_ROWS}")
+        n_bands = flux.shape[1]
+        if self.reference_band is None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                snr = np.where(np.isfinite(error) & (error > 0), flux / error, np.nan)
+            median = np.array([np.nanmedian(c) if np.isfinite(c).any() else -np.inf for c in snr.T])
+            self.reference_band_ = int(np.argmax(median))
+        elif 0 <= self.reference_band < n_bands:
+            self.reference_band_ = int(self.reference_band)
+        else:
+            raise ValueError(f"reference_band {self.reference_band} is not one of {n_bands} bands")
+        order = np.random.default_rng(self.seed).permutation(z.size)
+        n_val = max(1, round(self.validation_fraction * z.size))
+        val, fit = np.sort(order[:n_val]), np.sort(order[n_val:])
+        self.n_bands_ = n_bands
+        with limit_threads(self.n_threads):
+            self._fit_rows(flux, error, z, fit, val)
         return self
 
     def predict(
         self, fluxes: npt.ArrayLike, flux_errors: npt.ArrayLike
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Redshift and 1-sigma uncertainty of each galaxy.
+        """Redshift and calibrated 1-sigma uncertainty of each galaxy.
 
         Parameters
         ----------
@@ -219,37 +256,47 @@ class _FluxBaseline:
         Returns
         -------
         z, sigma : numpy.ndarray
-            (n,) point estimates and uncertainties (``>= min_sigma``); NaN for rows with a NaN
-            feature.
+            (n,) point estimates and uncertainties (``>= min_sigma``); NaN for rows without a
+            present band.
 
         """
-        features = self._features(fluxes, flux_errors)
-        z = np.full(features.shape[0], np.nan)
-        sigma = np.full(features.shape[0], np.nan)
-        usable = np.isfinite(features).all(axis=1)
+        flux, error = _as_flux_arrays(fluxes, flux_errors)
+        self._check_fitted(flux)
+        z = np.full(flux.shape[0], np.nan)
+        sigma = np.full(flux.shape[0], np.nan)
+        usable = _present(flux, error).any(axis=1)
         if usable.any():
-            with self._threads():
-                z[usable], raw_sigma = self._predict_rows(features[usable])
+            with limit_threads(self.n_threads):
+                z[usable], raw_sigma = self._predict_rows(flux[usable], error[usable])
             sigma[usable] = np.maximum(self.sigma_scale_ * raw_sigma, self.min_sigma)
         return z, sigma
 
 
-class KNNBaseline(_FluxBaseline):
-    """k-nearest-neighbour regression on the standardised MLP features.
+class KNNBaseline(_ColourBaseline):
+    """k nearest neighbours on the standardised magnitude and colours, ``k`` tuned.
 
     Parameters
     ----------
-    n_neighbors : int, optional
-        Neighbours per prediction, >= 2. Default 20.
-    limiting_flux : sequence of float, optional
-        Per-band limiting flux; default: estimated from the training errors
-        (`csst_photoz.models.features.estimate_limiting_flux`).
-    recalibrate : bool, optional
-        Scale ``sigma`` to 68.27% leave-one-out coverage (module docstring). Default True.
+    n_neighbors : sequence of int, optional
+        Candidate neighbour counts (each >= 2); default `KNN_NEIGHBOURS`. Those not smaller
+        than the rows outside the validation part are skipped.
+    reference_band : int, optional
+        Band of the magnitude feature; default the highest median S/N of the training set.
+    validation_fraction : float, optional
+        Share of the training rows that chooses ``k`` and calibrates sigma. Default 0.2.
+    seed : int, optional
+        Random state of the validation split. Default 0.
     min_sigma : float, optional
         Floor of the uncertainty. Default 1e-3.
     n_threads : int, optional
         Cap on the worker threads; default no cap.
+
+    Attributes
+    ----------
+    n_neighbors_ : int
+        The chosen ``k``.
+    validation_scores_ : dict
+        ``{k: mean |dz| / (1 + z)}`` on the validation part.
 
     """
 
@@ -258,147 +305,202 @@ class KNNBaseline(_FluxBaseline):
     def __init__(
         self,
         *,
-        n_neighbors: int = 20,
-        limiting_flux: Sequence[float] | None = None,
-        recalibrate: bool = True,
+        n_neighbors: Sequence[int] = KNN_NEIGHBOURS,
+        reference_band: int | None = None,
+        validation_fraction: float = 0.2,
+        seed: int = 0,
         min_sigma: float = _DEFAULT_MIN_SIGMA,
         n_threads: int | None = None,
     ) -> None:
         super().__init__(
-            limiting_flux=limiting_flux,
-            recalibrate=recalibrate,
+            reference_band=reference_band,
+            validation_fraction=validation_fraction,
+            seed=seed,
             min_sigma=min_sigma,
             n_threads=n_threads,
         )
-        if isinstance(n_neighbors, bool) or int(n_neighbors) != n_neighbors or n_neighbors < 2:
-            raise ValueError(f"n_neighbors must be an integer >= 2, got {n_neighbors!r}")
-        self.n_neighbors = int(n_neighbors)
+        candidates = tuple(n_neighbors)
+        if not candidates or any(isinstance(k, bool) or int(k) != k or k < 2 for k in candidates):
+            raise ValueError(f"n_neighbors must be integers >= 2, got {candidates!r}")
+        self.n_neighbors = tuple(sorted({int(k) for k in candidates}))
 
-    def _fit_rows(self, features: np.ndarray, z: np.ndarray) -> None:
+    def _features(self, flux: np.ndarray, error: np.ndarray) -> np.ndarray:
+        return self.scaler_.transform(baseline_features(flux, error, self.reference_band_))
+
+    def _index(self, features: np.ndarray, k: int) -> Any:
         from sklearn.neighbors import NearestNeighbors
+
+        return NearestNeighbors(n_neighbors=k, metric="nan_euclidean").fit(features)
+
+    def _fit_rows(
+        self, flux: np.ndarray, error: np.ndarray, z: np.ndarray, fit: np.ndarray, val: np.ndarray
+    ) -> None:
         from sklearn.preprocessing import StandardScaler
 
-        if z.size <= self.n_neighbors:
+        self.scaler_ = StandardScaler().fit(baseline_features(flux, error, self.reference_band_))
+        features = self._features(flux, error)
+        usable = np.isfinite(features).any(axis=1)
+        fit, val = fit[usable[fit]], val[usable[val]]
+        candidates = [k for k in self.n_neighbors if k < fit.size]
+        if not candidates or val.size == 0:
             raise ValueError(
-                f"{z.size} usable training rows; need more than n_neighbors = {self.n_neighbors}"
+                f"{fit.size} usable rows outside the validation part and {val.size} in it; "
+                f"need more than k = {self.n_neighbors[0]} and at least 1"
             )
-        self.scaler_ = StandardScaler().fit(features)
-        scaled = self.scaler_.transform(features)
-        self.index_ = NearestNeighbors(n_neighbors=self.n_neighbors).fit(scaled)
-        self.redshift_ = z
-        if self.recalibrate:
-            # leave-one-out: the k neighbours of each training galaxy other than itself
-            _, neighbours = self.index_.kneighbors(n_neighbors=self.n_neighbors)
-            loo_z, loo_sigma = self._summarise(neighbours)
-            self.sigma_scale_ = _coverage_scale(loo_z - z, np.maximum(loo_sigma, self.min_sigma))
+        largest = candidates[-1]
+        _, neighbours = self._index(features[fit], largest).kneighbors(features[val])
+        neighbour_z = z[fit][neighbours]
+        self.validation_scores_ = {
+            k: _score(z[val], np.median(neighbour_z[:, :k], axis=1)) for k in candidates
+        }
+        self.n_neighbors_ = min(self.validation_scores_, key=self.validation_scores_.__getitem__)
+        z_val, sigma_val = self._summarise(neighbour_z[:, : self.n_neighbors_])
+        self._calibrate(z[val], z_val, sigma_val)
+        self.index_ = self._index(features[usable], self.n_neighbors_)
+        self.redshift_ = z[usable]
 
-    def _summarise(self, neighbours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        z = self.redshift_[neighbours]
-        return z.mean(axis=1), np.std(z, axis=1, ddof=1)
+    @staticmethod
+    def _summarise(neighbour_z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        low, median, high = np.quantile(neighbour_z, (_QUANTILES[0], 0.5, _QUANTILES[1]), axis=1)
+        return median, _half_range(low, high)
 
-    def _predict_rows(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        _, neighbours = self.index_.kneighbors(self.scaler_.transform(features))
-        return self._summarise(neighbours)
+    def _predict_rows(self, flux: np.ndarray, error: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        features = self._features(flux, error)
+        usable = np.isfinite(features).any(axis=1)
+        z, sigma = np.full(flux.shape[0], np.nan), np.full(flux.shape[0], np.nan)
+        if usable.any():
+            _, neighbours = self.index_.kneighbors(features[usable])
+            z[usable], sigma[usable] = self._summarise(self.redshift_[neighbours])
+        return z, sigma
+
+    def describe(self) -> dict[str, Any]:
+        """The chosen ``k``, the validation scores, the reference band and the sigma factor."""
+        return {
+            **super().describe(),
+            "n_neighbors": self.n_neighbors_,
+            "validation_scores": {str(k): v for k, v in self.validation_scores_.items()},
+        }
 
 
-class GradientBoostingBaseline(_FluxBaseline):
-    """Histogram gradient boosting on the MLP features, with 16%/84% quantile models for sigma.
+class GradientBoostingBaseline(_ColourBaseline):
+    """Histogram gradient boosting (L1 loss, early stopping) on magnitude + colours, tuned.
 
     Parameters
     ----------
+    param_grid : mapping, optional
+        Candidate values of `sklearn.ensemble.HistGradientBoostingRegressor` settings; default
+        `GBT_PARAM_GRID`.
+    n_candidates : int, optional
+        Settings drawn from the grid (all of it if it is smaller). Default 8.
     max_iter : int, optional
-        Boosting iterations per model (early stopping on a 10% validation split may stop
-        sooner). Default 300.
-    learning_rate : float, optional
-        Default 0.1.
-    max_leaf_nodes : int, optional
-        Default 31.
-    seed : int, optional
-        Random state of the validation and recalibration splits. Default 0.
-    limiting_flux : sequence of float, optional
-        As for `KNNBaseline`.
-    recalibrate : bool, optional
-        Scale ``sigma`` to 68.27% coverage on a held-out 20% (module docstring). Default True.
-    min_sigma : float, optional
-        Floor of the uncertainty. Default 1e-3.
-    n_threads : int, optional
-        Cap on the OpenMP threads; default no cap.
+        Cap on the boosting iterations. Default 1000.
+    n_iter_no_change : int, optional
+        Early-stopping patience on the validation part. Default 20.
+    reference_band, validation_fraction, seed, min_sigma, n_threads
+        As for `KNNBaseline`; ``seed`` also draws the candidates and seeds the estimators.
+
+    Attributes
+    ----------
+    params_ : dict
+        The chosen settings.
+    n_iter_ : int
+        Iterations the chosen candidate ran before early stopping (the final model's count).
+    search_ : list of dict
+        Each candidate's settings, validation score and iterations.
 
     """
 
     name = "gbr"
-    _QUANTILES = (0.16, 0.84)
-    _HELD_OUT = 0.2
 
     def __init__(
         self,
         *,
-        max_iter: int = 300,
-        learning_rate: float = 0.1,
-        max_leaf_nodes: int = 31,
+        param_grid: Mapping[str, Sequence[float]] = GBT_PARAM_GRID,
+        n_candidates: int = 8,
+        max_iter: int = 1000,
+        n_iter_no_change: int = 20,
+        reference_band: int | None = None,
+        validation_fraction: float = 0.2,
         seed: int = 0,
-        limiting_flux: Sequence[float] | None = None,
-        recalibrate: bool = True,
         min_sigma: float = _DEFAULT_MIN_SIGMA,
         n_threads: int | None = None,
     ) -> None:
         super().__init__(
-            limiting_flux=limiting_flux,
-            recalibrate=recalibrate,
+            reference_band=reference_band,
+            validation_fraction=validation_fraction,
+            seed=seed,
             min_sigma=min_sigma,
             n_threads=n_threads,
         )
-        if max_iter < 1 or not learning_rate > 0 or max_leaf_nodes < 2:
+        if n_candidates < 1 or max_iter < 1 or n_iter_no_change < 1:
             raise ValueError(
-                "need max_iter >= 1, learning_rate > 0 and max_leaf_nodes >= 2, got "
-                f"{max_iter!r}, {learning_rate!r}, {max_leaf_nodes!r}"
+                "need n_candidates, max_iter and n_iter_no_change >= 1, got "
+                f"{n_candidates!r}, {max_iter!r}, {n_iter_no_change!r}"
             )
+        self.param_grid = {key: tuple(values) for key, values in param_grid.items()}
+        self.n_candidates = int(n_candidates)
         self.max_iter = int(max_iter)
-        self.learning_rate = float(learning_rate)
-        self.max_leaf_nodes = int(max_leaf_nodes)
-        self.seed = int(seed)
+        self.n_iter_no_change = int(n_iter_no_change)
 
-    def _fit_models(self, features: np.ndarray, z: np.ndarray) -> tuple[Any, Any, Any]:
+    def _candidates(self) -> list[dict[str, Any]]:
+        from sklearn.model_selection import ParameterGrid
+
+        grid = list(ParameterGrid(self.param_grid))
+        if len(grid) <= self.n_candidates:
+            return grid
+        chosen = np.random.default_rng(self.seed).choice(len(grid), self.n_candidates, False)
+        return [grid[i] for i in np.sort(chosen)]
+
+    def _early_stopped(
+        self, params: dict[str, Any], x: np.ndarray, z: np.ndarray, x_val: np.ndarray,
+        z_val: np.ndarray, **loss: Any,
+    ) -> Any:  # fmt: skip
         from sklearn.ensemble import HistGradientBoostingRegressor
 
-        common = {
-            "max_iter": self.max_iter,
-            "learning_rate": self.learning_rate,
-            "max_leaf_nodes": self.max_leaf_nodes,
-            "early_stopping": True,
-            "validation_fraction": 0.1,
-            "n_iter_no_change": 20,
-            "random_state": self.seed,
-        }
-        median = HistGradientBoostingRegressor(loss="absolute_error", **common).fit(features, z)
+        return HistGradientBoostingRegressor(
+            max_iter=self.max_iter, early_stopping=True, n_iter_no_change=self.n_iter_no_change,
+            random_state=self.seed, **loss, **params,
+        ).fit(x, z, X_val=x_val, y_val=z_val)  # fmt: skip
+
+    def _refit(self, model: Any, x: np.ndarray, z: np.ndarray) -> Any:
+        """``model``'s settings and iteration count, fitted on all rows without early stopping."""
+        from sklearn.base import clone
+
+        return clone(model).set_params(max_iter=model.n_iter_, early_stopping=False).fit(x, z)
+
+    def _fit_rows(
+        self, flux: np.ndarray, error: np.ndarray, z: np.ndarray, fit: np.ndarray, val: np.ndarray
+    ) -> None:
+        x = baseline_features(flux, error, self.reference_band_)
+        parts = (x[fit], z[fit], x[val], z[val])
+        self.search_ = []
+        best = None
+        for params in self._candidates():
+            model = self._early_stopped(params, *parts, loss="absolute_error")
+            score = _score(z[val], model.predict(x[val]))
+            self.search_.append({**params, "score": score, "n_iter": int(model.n_iter_)})
+            if best is None or score < best[0]:
+                best = (score, params, model)
+        assert best is not None  # at least one candidate
+        _, self.params_, median = best
+        self.n_iter_ = int(median.n_iter_)
         low, high = (
-            HistGradientBoostingRegressor(loss="quantile", quantile=q, **common).fit(features, z)
-            for q in self._QUANTILES
+            self._early_stopped(self.params_, *parts, loss="quantile", quantile=q)
+            for q in _QUANTILES
         )
-        return median, low, high
+        self._calibrate(
+            z[val], median.predict(x[val]), _half_range(low.predict(x[val]), high.predict(x[val]))
+        )
+        self.models_ = tuple(self._refit(model, x, z) for model in (median, low, high))
 
-    @staticmethod
-    def _apply(models: tuple[Any, Any, Any], features: np.ndarray) -> tuple[np.ndarray, ...]:
-        median, low, high = (model.predict(features) for model in models)
-        return median, 0.5 * np.abs(high - low)
+    def _predict_rows(self, flux: np.ndarray, error: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = baseline_features(flux, error, self.reference_band_)
+        median, low, high = (model.predict(x) for model in self.models_)
+        return median, _half_range(low, high)
 
-    def _fit_rows(self, features: np.ndarray, z: np.ndarray) -> None:
-        if z.size < 10:
-            raise ValueError(f"{z.size} usable training rows; need at least 10")
-        if self.recalibrate:
-            order = np.random.default_rng(self.seed).permutation(z.size)
-            n_held = max(1, round(self._HELD_OUT * z.size))
-            held, kept = order[:n_held], order[n_held:]
-            partial = self._fit_models(features[kept], z[kept])
-            z_held, sigma_held = self._apply(partial, features[held])
-            self.sigma_scale_ = _coverage_scale(
-                z_held - z[held], np.maximum(sigma_held, self.min_sigma)
-            )
-        self.models_ = self._fit_models(features, z)
-
-    def _predict_rows(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        z, sigma = self._apply(self.models_, features)
-        return z, sigma
+    def describe(self) -> dict[str, Any]:
+        """The chosen settings and iterations, the reference band and the sigma factor."""
+        return {**super().describe(), **self.params_, "n_iter": self.n_iter_}
 
 
 #: The baselines by name, as `fit_predict_baselines` knows them.
@@ -416,11 +518,10 @@ def fit_predict_baselines(
     test_flux_errors: npt.ArrayLike,
     *,
     names: Sequence[str] = ("knn", "gbr"),
-    limiting_flux: Sequence[float] | None = None,
     seed: int = 0,
     n_threads: int | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Fit each baseline (default settings) on the training set and predict the test set.
+    """Tune and fit each baseline (default settings) on the training set; predict the test set.
 
     Parameters
     ----------
@@ -432,11 +533,8 @@ def fit_predict_baselines(
         (n_test, N) test fluxes and errors (same bands and unit).
     names : sequence of str, optional
         Baselines to run, keys of `BASELINES`. Default both.
-    limiting_flux : sequence of float, optional
-        Per-band limiting flux shared by all baselines; default estimated from the training
-        errors.
     seed : int, optional
-        Random state of the gradient boosting's splits. Default 0.
+        Random state of the validation splits and the candidate draw. Default 0.
     n_threads : int, optional
         Cap on the worker threads; default no cap.
 
@@ -451,13 +549,7 @@ def fit_predict_baselines(
         raise ValueError(f"unknown baseline(s) {unknown}; known: {sorted(BASELINES)}")
     results = {}
     for name in names:
-        model: KNNBaseline | GradientBoostingBaseline
-        if name == GradientBoostingBaseline.name:
-            model = GradientBoostingBaseline(
-                limiting_flux=limiting_flux, seed=seed, n_threads=n_threads
-            )
-        else:
-            model = KNNBaseline(limiting_flux=limiting_flux, n_threads=n_threads)
+        model = BASELINES[name](seed=seed, n_threads=n_threads)
         model.fit(train_fluxes, train_flux_errors, train_redshift)
         results[name] = model.predict(test_fluxes, test_flux_errors)
     return results
