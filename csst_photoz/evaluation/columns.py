@@ -2,9 +2,10 @@
 
 A prediction table (Parquet, as the catalogue contract writes it) holds the true redshift
 (``z_true``, or a column named by the caller such as ``redshift``), per model ``z_<model>``
-and optionally ``z_<model>_err`` (the Gaussian 1-sigma uncertainty), and optionally a magnitude
-column. Every numeric column named ``z_<model>`` other than ``z_true``, the truth column and
-the ``*_err`` columns is a model.
+and optionally ``z_<model>_err`` (the Gaussian 1-sigma uncertainty) and ``z_<model>_flag`` (the
+domain flag, :mod:`csst_photoz.models.domain`), and optionally a magnitude column. Every numeric
+column named ``z_<model>`` other than ``z_true``, the truth column and the ``*_err`` and
+``*_flag`` columns is a model.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 __all__ = [
     "DEFAULT_TRUTH_COLUMNS",
     "ERROR_SUFFIX",
+    "FLAG_SUFFIX",
     "PREDICTION_PREFIX",
     "PredictionTable",
     "model_columns",
@@ -30,6 +32,8 @@ __all__ = [
 PREDICTION_PREFIX = "z_"
 #: Suffix of a model's uncertainty column.
 ERROR_SUFFIX = "_err"
+#: Suffix of a model's domain-flag column.
+FLAG_SUFFIX = "_flag"
 #: Truth columns tried, in order, when none is named.
 DEFAULT_TRUTH_COLUMNS = ("z_true", "redshift")
 
@@ -69,7 +73,7 @@ def model_columns(
     for name in names:
         if (
             not name.startswith(PREDICTION_PREFIX)
-            or name.endswith(ERROR_SUFFIX)
+            or name.endswith((ERROR_SUFFIX, FLAG_SUFFIX))
             or name in excluded
             or len(name) == len(PREDICTION_PREFIX)
         ):

@@ -60,8 +60,8 @@ class FieldEvaluation:
 
 
 def photoz_columns(names: Sequence[str]) -> list[str]:
-    """The model names of a catalogue's ``z_<model>`` columns (their ``_err`` partners aside)."""
-    return [n[2:] for n in names if n.startswith("z_") and not n.endswith("_err")]
+    """The model names of a catalogue's ``z_<model>`` columns (``_err`` / ``_flag`` aside)."""
+    return [n[2:] for n in names if n.startswith("z_") and not n.endswith(("_err", "_flag"))]
 
 
 def evaluate_field(

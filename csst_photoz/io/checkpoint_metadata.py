@@ -29,6 +29,7 @@ __all__ = [
     "SIMULATOR_FLUX_UNIT",
     "CheckpointError",
     "CheckpointMetadata",
+    "DomainReference",
     "FluxInput",
     "InputDeclaration",
     "SigmaCalibration",
@@ -273,6 +274,53 @@ class TrainingRecord(_Record):
     augmentation: dict[str, Any] | None = None
 
 
+class DomainReference(_Record):
+    """Where a network was trained: what its per-galaxy domain flag compares a galaxy with.
+
+    Fitted on the training rows at the end of training
+    (:func:`csst_photoz.models.domain.fit_domain`, whose module documents the flag);
+    checkpoints without it (written before it existed) flag only missing bands and estimates
+    outside 0..4, which are left unchanged.
+
+    Attributes
+    ----------
+    z_min, z_max
+        Redshift range of the training rows: predictions are clamped to it.
+    sigma_max
+        Cap on the 1-sigma uncertainty (``z_max - z_min``).
+    limiting_flux
+        The flux unit's scale of ``flux_min`` (the network's limiting fluxes); None without fluxes.
+    snr_min, flux_min
+        The training rows' ``quantile`` of the best band's S/N and of the brightest band's
+        ``flux / limiting_flux``; below either, a galaxy is outside the selection.
+    colour_mean, colour_std, reference, reference_rows, k, distance_max
+        Colour space: standardisation of the signed-log adjacent-band ratios, a float16
+        little-endian base64 subsample of ``reference_rows`` standardised training colours,
+        and the training rows' ``distance_quantile`` of the distance to their k-th nearest
+        reference neighbour (the reference row itself excluded).
+    quantile, distance_quantile
+        The quantiles above.
+    n_train
+        Training rows it was fitted on.
+    """
+
+    z_min: float
+    z_max: float
+    sigma_max: float
+    limiting_flux: tuple[float, ...] | None = None
+    snr_min: float | None = None
+    flux_min: float | None = None
+    quantile: float | None = None
+    colour_mean: tuple[float, ...] | None = None
+    colour_std: tuple[float, ...] | None = None
+    reference: str | None = None
+    reference_rows: int = 0
+    k: int | None = None
+    distance_max: float | None = None
+    distance_quantile: float | None = None
+    n_train: int = 0
+
+
 class CheckpointMetadata(_Record):
     """Everything a checkpoint says about its network; one validated model for every reader.
 
@@ -294,6 +342,9 @@ class CheckpointMetadata(_Record):
         Readable copy of the input-transform constants.
     sigma_calibration
         Uncertainty calibration, or None (uncalibrated).
+    domain
+        The training domain of the per-galaxy flag (:class:`DomainReference`), or None
+        (written before it existed: only missing bands and clamping are flagged).
     training
         Training provenance, or None when unknown.
     training_data_hash
@@ -317,6 +368,7 @@ class CheckpointMetadata(_Record):
     inputs: InputDeclaration
     input_transform: dict[str, Any] = Field(default_factory=dict)
     sigma_calibration: SigmaCalibration | None = None
+    domain: DomainReference | None = None
     training: TrainingRecord | None = None
     training_data_hash: str | None = None
     validation_metrics: dict[str, float | int | None] = Field(default_factory=dict)

@@ -22,7 +22,8 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
-from ..io.checkpoint_metadata import CheckpointMetadata, SigmaCalibration
+from ..io.checkpoint_metadata import CheckpointMetadata, DomainReference, SigmaCalibration
+from .domain import FLAG_DTYPE, DomainCheck, clamp_estimates
 from .layers import keras_parameter_count
 from .uncertainty import Prediction
 
@@ -46,13 +47,19 @@ class PhotoZEstimate(NamedTuple):
     Attributes
     ----------
     z
-        (n,) float32 point estimate (NaN where an input was NaN).
+        (n,) float32 point estimate, clamped to the trained redshift range when the model has a
+        domain reference (NaN where an input was NaN and the network's feature layout
+        propagates it).
     z_err
-        (n,) float32 1-sigma uncertainty, ``sigma_scale * exp(log_sigma)``.
+        (n,) float32 1-sigma uncertainty, ``sigma_scale * exp(log_sigma)``, capped at the
+        width of the trained range when the model has a domain reference.
+    flag
+        (n,) uint16 domain flag (:class:`~csst_photoz.models.domain.DomainFlag` bits).
     """
 
     z: npt.NDArray[np.float32]
     z_err: npt.NDArray[np.float32]
+    flag: npt.NDArray[np.uint16]
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -144,6 +151,24 @@ class PhotoZModel(nn.Module):
         self.sigma_calibration: SigmaCalibration | None = None
         #: The metadata of the checkpoint this model was loaded from or last saved to, or None.
         self.checkpoint_metadata: CheckpointMetadata | None = None
+        self._domain = DomainCheck(None)
+
+    @property
+    def domain(self) -> DomainReference | None:
+        """The training domain of the flag and the clamping (`set_domain`), or None."""
+        return self._domain.reference
+
+    def set_domain(self, domain: DomainReference | Mapping[str, Any] | None) -> None:
+        """Set (or, with None, remove) the domain reference; it is saved in the checkpoint.
+
+        Parameters
+        ----------
+        domain
+            A `DomainReference` (:func:`~csst_photoz.models.domain.fit_domain`) or its dict.
+        """
+        if domain is not None and not isinstance(domain, DomainReference):
+            domain = DomainReference.model_validate(json_ready(dict(domain)))
+        self._domain = DomainCheck(domain)
 
     @property
     def sigma_scale(self) -> float:
@@ -242,8 +267,9 @@ class PhotoZModel(nn.Module):
         Returns
         -------
         PhotoZEstimate
-            NumPy ``z`` and ``z_err`` of length n; ``z_err`` includes the calibration factor
-            `sigma_scale`.
+            NumPy ``z``, ``z_err`` and ``flag`` of length n; ``z_err`` includes the calibration
+            factor `sigma_scale`; with a domain reference ``z`` is clamped to the trained range
+            and ``z_err`` capped (:mod:`csst_photoz.models.domain`, flag ``CLAMPED``).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -273,7 +299,14 @@ class PhotoZModel(nn.Module):
         finally:
             self.train(was_training)
         z_err *= np.float32(self.sigma_scale)
-        return PhotoZEstimate(z=z, z_err=z_err)
+        z, z_err, clamped = clamp_estimates(self._domain, z, z_err)
+        flux_inputs = "fluxes" in self.input_names
+        flag = self._domain.input_flags(
+            inputs["fluxes"] if flux_inputs else None,
+            inputs["flux_errors"] if flux_inputs else None,
+            n,
+        )
+        return PhotoZEstimate(z=z, z_err=z_err, flag=(flag | clamped).astype(FLAG_DTYPE))
 
     def _check_inputs(self, inputs: Mapping[str, Any]) -> int:
         missing = [name for name, value in inputs.items() if value is None]

@@ -170,6 +170,7 @@ def save_model(
         inputs=inputs or default_inputs(model, record),
         input_transform=json_ready(model.input_transform_constants()),
         sigma_calibration=model.sigma_calibration,
+        domain=model.domain,
         training=record,
         training_data_hash=training_data_hash,
         validation_metrics=json_ready(dict(validation_metrics or {})),
@@ -254,5 +255,6 @@ def load_model(
             f"declared inputs are fluxes={declared[0]}, stamps={declared[1]}"
         )
     model.set_sigma_calibration(metadata.sigma_calibration)
+    model.set_domain(metadata.domain)
     model.checkpoint_metadata = metadata
     return model.to(map_location).eval()

@@ -101,9 +101,11 @@ class Hybrid(PhotoZModel):
     def __init__(self, config: HybridConfig) -> None:
         super().__init__(config)
         mlp, cnn = config.mlp, config.cnn
-        self.features = FluxFeatures(mlp.limiting_flux, floor=mlp.log_floor)
+        self.features = FluxFeatures(mlp.limiting_flux, floor=mlp.log_floor, missing=mlp.missing)
         self.stamp_transform = cnn.stamp_transform()
-        self.mlp_trunk = MLPTrunk(n_flux_features(len(mlp.bands)), mlp.width, mlp.n_blocks)
+        self.mlp_trunk = MLPTrunk(
+            n_flux_features(len(mlp.bands), mlp.missing), mlp.width, mlp.n_blocks
+        )
         self.cnn_trunk = CNNTrunk(len(cnn.bands), cnn.dense_width)
         widths = [mlp.width + cnn.dense_width] + [config.head_width] * config.n_head_blocks
         self.head_blocks = nn.Sequential(

@@ -1,11 +1,11 @@
 """Batched inference of several networks over one catalogue, stamps cut batch by batch.
 
 The batch processor's inference stage, free of I/O and scheduling: fluxes (host) and a function
-that cuts the stamps of a batch of rows (on whatever device the tile lives on) go in; redshifts
-and uncertainties per model come out. Stamps are cut once per batch and shared by every stamp
-network, so a full tile's stamps never sit in memory together. CuPy stamps reach torch without
-a host round trip (``torch.as_tensor`` reads the CUDA array interface); on CUDA the networks run
-under bfloat16 autocast when asked.
+that cuts the stamps of a batch of rows (on whatever device the tile lives on) go in; redshifts,
+uncertainties and domain flags per model come out. Stamps are cut once per batch and shared by
+every stamp network, so a full tile's stamps never sit in memory together. CuPy stamps reach
+torch without a host round trip (``torch.as_tensor`` reads the CUDA array interface); on CUDA
+the networks run under bfloat16 autocast when asked.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .base import PhotoZEstimate, PhotoZModel
+from .domain import FLAG_DTYPE
 from .precision import bf16_autocast
 
 __all__ = ["StampCutter", "predict_catalog", "select_bands"]
@@ -102,7 +103,8 @@ def predict_catalog(
     Returns
     -------
     dict
-        Output name -> `PhotoZEstimate` (``z``, ``z_err``; float32, length n).
+        Output name -> `PhotoZEstimate` (``z``, ``z_err``: float32; ``flag``: uint16 domain
+        flag, :mod:`csst_photoz.models.domain`; length n).
     """
     n = int(fluxes.shape[0])
     width = len(bands) if flux_index is None else fluxes.shape[-1]
@@ -124,6 +126,7 @@ def predict_catalog(
         raise ValueError("a stamp network was given but no stamp cutter")
     z = {name: np.empty(n, dtype=np.float32) for name in models}
     z_err = {name: np.empty(n, dtype=np.float32) for name in models}
+    flag = {name: np.empty(n, dtype=FLAG_DTYPE) for name in models}
     for start in range(0, n, batch_size):
         rows = np.arange(start, min(start + batch_size, n), dtype=np.int64)
         stamps = cut_stamps(rows) if needs_stamps and cut_stamps is not None else None
@@ -150,4 +153,5 @@ def predict_catalog(
                 estimate = model.predict(**inputs, batch_size=len(rows), seed=seed)
             z[name][rows] = estimate.z
             z_err[name][rows] = estimate.z_err
-    return {name: PhotoZEstimate(z=z[name], z_err=z_err[name]) for name in models}
+            flag[name][rows] = estimate.flag
+    return {name: PhotoZEstimate(z=z[name], z_err=z_err[name], flag=flag[name]) for name in models}

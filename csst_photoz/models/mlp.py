@@ -1,5 +1,8 @@
 """The flux MLP of Zhou et al. (2022): ``3N - 1`` features -> 6 hidden layers of 40 -> z.
 
+With the ``"indicator"`` missing-band layout (``MLPConfig.missing``, used by new training) the
+input has ``4N - 1`` features (:mod:`csst_photoz.models.features`).
+
 Layers (N = 7 bands, 20 features): ``Dense 40 + ReLU``, then ``5 x [Dense 40, BatchNorm,
 ReLU]``, then ``Dense 1``: 9,881 parameters counted as Keras does (batch norm: 4 per unit, see
 :mod:`csst_photoz.models.layers`), i.e. 840 + 5 x (1,640 + 160) + 41. The uncertainty head
@@ -15,7 +18,13 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from .base import PhotoZModel
-from .features import DEFAULT_LOG_FLOOR, FluxFeatures, n_flux_features
+from .features import (
+    DEFAULT_LOG_FLOOR,
+    MISSING_LAYOUTS,
+    FluxFeatures,
+    MissingLayout,
+    n_flux_features,
+)
 from .layers import DenseBlock, keras_init
 from .uncertainty import DEFAULT_SIGMA_HIDDEN, Prediction, UncertaintyHead
 
@@ -40,6 +49,10 @@ class MLPConfig:
         Clipping floor of the signed log (:func:`~csst_photoz.models.features.signed_log10`).
     sigma_hidden
         Hidden units of the uncertainty head.
+    missing
+        Missing-band feature layout: ``"propagate"`` (``3N - 1`` features, NaN propagates; the
+        default, so configurations saved before the layout existed rebuild unchanged) or
+        ``"indicator"`` (``4N - 1`` features, never NaN; what training builds).
     """
 
     bands: tuple[str, ...]
@@ -48,6 +61,7 @@ class MLPConfig:
     n_blocks: int = 5
     log_floor: float = DEFAULT_LOG_FLOOR
     sigma_hidden: int = DEFAULT_SIGMA_HIDDEN
+    missing: MissingLayout = "propagate"
 
     def __post_init__(self) -> None:
         """Check the band list against the limits and the layer sizes."""
@@ -61,6 +75,10 @@ class MLPConfig:
             )
         if self.width < 1 or self.n_blocks < 1:
             raise ValueError(f"width and n_blocks must be >= 1, got {self.width}, {self.n_blocks}")
+        if self.missing not in MISSING_LAYOUTS:
+            raise ValueError(
+                f"unknown missing-band layout {self.missing!r}; known: {list(MISSING_LAYOUTS)}"
+            )
 
 
 class MLPTrunk(nn.Module):
@@ -69,7 +87,7 @@ class MLPTrunk(nn.Module):
     Parameters
     ----------
     n_features
-        Input width (``3N - 1``).
+        Input width (``3N - 1``, or ``4N - 1`` with missing indicators).
     width
         Units per hidden layer.
     n_blocks
@@ -117,8 +135,12 @@ class MLP(PhotoZModel):
 
     def __init__(self, config: MLPConfig) -> None:
         super().__init__(config)
-        self.features = FluxFeatures(config.limiting_flux, floor=config.log_floor)
-        self.trunk = MLPTrunk(n_flux_features(len(config.bands)), config.width, config.n_blocks)
+        self.features = FluxFeatures(
+            config.limiting_flux, floor=config.log_floor, missing=config.missing
+        )
+        self.trunk = MLPTrunk(
+            n_flux_features(len(config.bands), config.missing), config.width, config.n_blocks
+        )
         self.head = nn.Linear(config.width, 1)
         keras_init(self)
         self.sigma_head = UncertaintyHead(config.width, config.sigma_hidden)

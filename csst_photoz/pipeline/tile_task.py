@@ -198,7 +198,12 @@ def _release_device_memory(device: str) -> None:
 
 
 def _with_photoz(table: pa.Table, estimates: dict[str, Any], job: TileJob) -> pa.Table:
-    """The photometry table with ``z_<name>`` / ``z_<name>_err`` columns and run metadata."""
+    """The photometry table with ``z_<name>``, ``z_<name>_err``, ``z_<name>_flag`` and run metadata.
+
+    The flag is the uint16 domain flag of :mod:`csst_photoz.models.domain`.
+    """
+    from ..models.domain import flag_description  # torch is imported by the inference stage
+
     for ref in job.checkpoints:
         estimate = estimates[ref.name]
         table = table.append_column(
@@ -210,6 +215,11 @@ def _with_photoz(table: pa.Table, estimates: dict[str, Any], job: TileJob) -> pa
             pa.field(f"z_{ref.name}_err", pa.float32(), metadata={
                 "unit": "", "description": f"1-sigma uncertainty of z_{ref.name}"}),
             pa.array(estimate.z_err, type=pa.float32()),
+        )  # fmt: skip
+        table = table.append_column(
+            pa.field(f"z_{ref.name}_flag", pa.uint16(), metadata={
+                "unit": "", "description": flag_description(f"z_{ref.name}")}),
+            pa.array(estimate.flag, type=pa.uint16()),
         )  # fmt: skip
     metadata = dict(table.schema.metadata or {})
     metadata[b"csst_photoz.models"] = json.dumps(

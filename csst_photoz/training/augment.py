@@ -12,6 +12,12 @@
   the default every stamp is seen in each of its eight orientations exactly once per epoch.
 * **Hybrids**: every flux realisation is paired with an independent, uniformly random dihedral
   transform of the stamp.
+* **Missing bands** (:func:`~csst_photoz.models.features.missing_bands`: NaN flux or error, or an
+  error that is not finite and > 0) stay exactly as they are: no noise is added to them, so
+  training sees the same missing values as prediction. **Band dropout**
+  (``TrainingConfig.band_dropout``, networks whose features have missing indicators only): each
+  present band of each sample is removed (its flux set to NaN) with that probability, never the
+  last present band of a row, so the network learns to predict from incomplete photometry.
 
 All randomness comes from an explicit :class:`torch.Generator`: `epoch_generator` derives one
 per (seed, epoch, process) on the training device, so an epoch's augmentation depends only on
@@ -27,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..models.features import missing_bands
 from ..models.stamp_transform import N_DIHEDRAL, dihedral
 from .batches import Batch
 from .config import TrainingConfig
@@ -37,6 +44,7 @@ __all__ = [
     "DihedralMode",
     "augment_batch",
     "dihedral_choice",
+    "drop_bands",
     "epoch_generator",
     "realise_fluxes",
 ]
@@ -58,11 +66,19 @@ class AugmentPlan:
         Draw a flux realisation ``F + N(0, sigma_F)`` for every sample.
     dihedral
         ``"none"``; ``"cycle"``: copy ``c`` gets transform ``c % 8``; ``"random"``: uniform.
+    band_dropout
+        Probability of removing each present band of a sample (`drop_bands`; 0: never).
     """
 
     copies: int
     flux_noise: bool
     dihedral: DihedralMode
+    band_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Check the dropout probability."""
+        if not 0.0 <= self.band_dropout < 1.0:
+            raise ValueError(f"band_dropout must be in [0, 1), got {self.band_dropout!r}")
 
     @classmethod
     def for_kind(cls, kind: str | Recipe, config: TrainingConfig) -> AugmentPlan:
@@ -80,7 +96,10 @@ def epoch_generator(
 
 
 def realise_fluxes(fluxes: Tensor, flux_errors: Tensor, *, generator: torch.Generator) -> Tensor:
-    """One Gaussian realisation per row: ``fluxes + N(0, 1) * flux_errors``.
+    """One Gaussian realisation per row: ``fluxes + N(0, 1) * flux_errors``, missing bands kept.
+
+    A missing band (:func:`~csst_photoz.models.features.missing_bands`) keeps its value (NaN,
+    or a flux beside a non-positive error), so it is still missing afterwards.
 
     Parameters
     ----------
@@ -99,7 +118,35 @@ def realise_fluxes(fluxes: Tensor, flux_errors: Tensor, *, generator: torch.Gene
             f"fluxes {tuple(fluxes.shape)} and errors {tuple(flux_errors.shape)} differ in shape"
         )
     noise = torch.randn(fluxes.shape, generator=generator, device=fluxes.device, dtype=fluxes.dtype)
-    return fluxes + noise * flux_errors
+    return torch.where(missing_bands(fluxes, flux_errors), fluxes, fluxes + noise * flux_errors)
+
+
+def drop_bands(
+    fluxes: Tensor, flux_errors: Tensor, probability: float, *, generator: torch.Generator
+) -> Tensor:
+    """Remove each present band with ``probability`` (flux set to NaN), keeping one per row.
+
+    Parameters
+    ----------
+    fluxes, flux_errors
+        (n, bands) fluxes and their errors (which decide what is present).
+    probability
+        Chance of removing each present band, in [0, 1).
+    generator
+        Random stream on the tensors' device.
+
+    Returns
+    -------
+    Tensor
+        (n, bands) fluxes with the dropped bands NaN; a row that would lose every present band
+        keeps them all.
+    """
+    present = ~missing_bands(fluxes, flux_errors)
+    draw = torch.rand(fluxes.shape, generator=generator, device=fluxes.device)
+    drop = present & (draw < probability)
+    emptied = (present & ~drop).sum(dim=1) == 0
+    drop &= ~emptied.unsqueeze(1)
+    return torch.where(drop, torch.full_like(fluxes, float("nan")), fluxes)
 
 
 def dihedral_choice(
@@ -132,7 +179,8 @@ def augment_batch(
 ) -> tuple[Batch, Tensor | None]:
     """Augment one training batch as ``plan`` says.
 
-    The flux noise is drawn before the transforms, both from ``generator``.
+    The flux noise is drawn before the band dropout and the transforms, all from
+    ``generator``.
 
     Parameters
     ----------
@@ -155,6 +203,8 @@ def augment_batch(
     fluxes, stamps = batch.fluxes, batch.stamps
     if plan.flux_noise and fluxes is not None and batch.flux_errors is not None:
         fluxes = realise_fluxes(fluxes, batch.flux_errors, generator=generator)
+    if plan.band_dropout > 0 and fluxes is not None and batch.flux_errors is not None:
+        fluxes = drop_bands(fluxes, batch.flux_errors, plan.band_dropout, generator=generator)
     transforms = dihedral_choice(copy_index, plan.dihedral, generator=generator)
     if transforms is not None and stamps is not None:
         stamps = dihedral(stamps, transforms)

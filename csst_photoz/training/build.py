@@ -6,7 +6,8 @@ trained checkpoints when the recipe is ``pretrained``.
 
 * MLP and hybrid: limiting fluxes from the configuration, else 5 x the median flux error of the
   training rows (:func:`~csst_photoz.models.estimate_limiting_flux`); the feature
-  standardisation is fitted on the training rows' measured fluxes.
+  standardisation is fitted on the training rows' measured fluxes; features with missing-band
+  indicators (``MLPConfig.missing = "indicator"``, :mod:`csst_photoz.models.features`).
 * CNN and hybrid: background noise from the configuration, else estimated from the stamps'
   borders (:func:`~csst_photoz.training.data.estimate_background_rms`).
 * Hybrid transfer: :meth:`Hybrid.from_pretrained` of the MLP and CNN checkpoints named in the
@@ -90,7 +91,7 @@ def _mlp_config(
         limits = tuple(estimate_limiting_flux(dataset.flux_errors[train]).tolist())
     if len(limits) != len(dataset.bands):
         raise ValueError(f"{len(limits)} limiting fluxes for bands {dataset.bands}")
-    return MLPConfig(bands=dataset.bands, limiting_flux=limits)
+    return MLPConfig(bands=dataset.bands, limiting_flux=limits, missing="indicator")
 
 
 def _cnn_config(dataset: TrainingSet, config: TrainingConfig) -> CNNConfig:

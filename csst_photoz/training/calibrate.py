@@ -2,10 +2,12 @@
 
 The uncertainty head is trained with a Gaussian likelihood on all residuals, outliers included,
 so its sigma comes out too wide for the bulk (68 % intervals covering 80 to 93 % of galaxies).
-One factor on ``exp(log_sigma)`` is fitted on the network's *validation* split so that 68.27 %
-of those galaxies fall within ``±sigma`` (:func:`csst_photoz.metrics.coverage_scale`), and
-stored in the checkpoint's metadata (``sigma_calibration``: the factor, the split, the
-galaxies, and the 68 % / 95 % coverage before and after). `PhotoZModel.predict`, the batch
+One factor on ``exp(log_sigma)`` is fitted on the network's *validation* split (its own
+predictions, before the clamping to the trained range of :mod:`csst_photoz.models.domain`) so
+that 68.27 % of those galaxies fall within ``±sigma``
+(:func:`csst_photoz.metrics.coverage_scale`), and stored in the checkpoint's metadata
+(``sigma_calibration``: the factor, the split, the galaxies, and the 68 % / 95 % coverage
+before and after). `PhotoZModel.predict`, the batch
 processor and ``csst-photoz predict`` then apply it. The point estimates and the tensors are
 unchanged; the test split stays untouched, so ``csst-photoz evaluate`` measures the
 calibration on galaxies it was not fitted on.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,7 +107,9 @@ def calibrate_model(
     """Fit ``model``'s uncertainty factor on validation tensors and set it on the model.
 
     The predictions are those of `PhotoZModel.predict` (evaluation mode, float32, the model's
-    device), as in `calibrate_checkpoint`; a previous factor is replaced, not compounded.
+    device), as in `calibrate_checkpoint`; a previous factor is replaced, not compounded. Both
+    fit the network's own predictions: the domain reference (and so the clamping) is left out
+    while predicting, and kept on the model.
 
     Parameters
     ----------
@@ -122,9 +127,14 @@ def calibrate_model(
     dict
         The record (`fit_sigma_calibration`), now ``model.sigma_calibration``.
     """
-    estimate = model.predict(
-        validation.fluxes, validation.flux_errors, validation.stamps, batch_size=batch_size
-    )
+    domain = model.domain
+    model.set_domain(None)  # the network's own predictions, unclamped
+    try:
+        estimate = model.predict(
+            validation.fluxes, validation.flux_errors, validation.stamps, batch_size=batch_size
+        )
+    finally:
+        model.set_domain(domain)
     truth = validation.redshift.double().cpu().numpy()
     record = fit_sigma_calibration(truth, estimate.z, estimate.z_err / model.sigma_scale, data=data)
     model.set_sigma_calibration(record)
@@ -170,13 +180,21 @@ def calibrate_checkpoint(
     from ..models import load_model, save_model
     from .predict import predict_split
 
-    table = predict_split(
-        [checkpoint], data, split="validation", baselines=(), batch_size=batch_size,
-        n_threads=n_threads,
-    )  # fmt: skip
     model = load_model(checkpoint)
+    domain = model.domain
+    with tempfile.TemporaryDirectory() as folder:  # the network's own, unclamped predictions
+        unclamped = Path(folder) / Path(checkpoint).name
+        model.set_domain(None)
+        save_model(model, unclamped)
+        table = predict_split(
+            [unclamped], data, split="validation", baselines=(), batch_size=batch_size,
+            n_threads=n_threads,
+        )  # fmt: skip
+    model.set_domain(domain)
     (column,) = [
-        name for name in table.column_names if name.startswith("z_") and not name.endswith("_err")
+        name
+        for name in table.column_names
+        if name.startswith("z_") and not name.endswith(("_err", "_flag"))
     ]
     z_true = table["redshift"].to_numpy().astype(np.float64)
     z_pred = table[column].to_numpy().astype(np.float64)

@@ -205,6 +205,15 @@ class TrainingConfig(_Frozen):
     augment
         False: no augmentation at all (one unperturbed copy of each galaxy per epoch, no
         flux noise, no rotations); ``--no-augment``.
+    band_dropout
+        With flux augmentation, the probability of removing each present band of a training
+        sample (its flux set to NaN, never a row's last band), so the network learns to
+        predict with missing bands; only for networks whose features carry missing-band
+        indicators (``MLPConfig.missing = "indicator"``, what training builds). 0 turns it off.
+        Default 0.05, measured with ``benchmarks/band_dropout.py`` (6,781 simulated galaxies,
+        25 epochs): against 0 it lowers sigma_NMAD / eta with u missing from 0.066 / 12.5 % to
+        0.056 / 8.7 % and with NUV and u missing from 0.089 / 19.8 % to 0.068 / 13.4 %, with
+        every band 0.049 / 7.2 % -> 0.045 / 6.5 %; 0.15 was worse with every band.
     dihedral_copies
         Copies of each stamp per epoch for the CNN (8: each of the eight rotations/flips once).
     uncertainty_weight
@@ -250,6 +259,7 @@ class TrainingConfig(_Frozen):
     lr_factor: float = Field(default=0.1, gt=0, lt=1)
     flux_realisations: int = Field(default=50, gt=0)
     augment: bool = True
+    band_dropout: float = Field(default=0.05, ge=0, lt=1)
     dihedral_copies: int = Field(default=8, ge=1, le=8)
     uncertainty_weight: float = Field(default=1.0, ge=0)
     test_fraction: float = Field(default=0.25, ge=0, lt=1)

@@ -7,16 +7,20 @@ as the network's recipe (:mod:`.recipes`) says:
    seed (:mod:`.split`);
 2. build the network (:mod:`.build`), or rebuild it from the training state of an interrupted
    run (:mod:`.state`) and continue after its last completed epoch;
-3. every epoch: visit ``n_train x copies`` augmented samples (:mod:`.augment`,
-   :mod:`.batches`) with Adam on ``MAE + uncertainty_weight x gaussian_nll``, a progress bar,
-   then validate (:mod:`.validation`), step the learning-rate schedule, keep a copy of the
-   best weights, append a log line (:mod:`.log`) and write the training state (with the best
-   weights);
+3. every epoch: visit ``n_train x copies`` augmented samples (:mod:`.augment`, with
+   ``band_dropout`` for networks with missing-band indicators; :mod:`.batches`) with Adam on
+   ``MAE + uncertainty_weight x gaussian_nll``, a progress bar, then validate
+   (:mod:`.validation`; a non-finite validation loss stops the run with an error naming the
+   cause), step the learning-rate schedule, keep a copy of the best weights, append a log line
+   (:mod:`.log`) and write the training state (with the best weights);
 4. stop after the schedule's epochs or when early stopping says so;
 5. calibrate the best model's uncertainties on the validation tensors in memory
-   (:func:`~csst_photoz.training.calibrate.calibrate_model`; ``calibrate=False`` skips it) and
-   write the checkpoint, once (:func:`~csst_photoz.models.save_model`, with its validation
-   metrics, the data hash, the split and the configuration in the metadata).
+   (:func:`~csst_photoz.training.calibrate.calibrate_model`; ``calibrate=False`` skips it),
+   fit its domain reference on the training rows (:func:`~csst_photoz.models.domain.fit_domain`:
+   trained redshift range, selection, colour-space neighbours; the per-galaxy flag and the
+   clamping of predictions) and write the checkpoint, once
+   (:func:`~csst_photoz.models.save_model`, with its validation metrics, the data hash, the
+   split and the configuration in the metadata).
 
 Step 5 runs whenever a call ends, also one that resumes a run whose epochs are all done, so an
 interruption between the last epoch and the checkpoint costs nothing, and the checkpoint
@@ -43,10 +47,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..io.checkpoint_metadata import DomainReference
 from ..models import PhotoZModel, Prediction, gaussian_nll, load_model, model_class, save_model
 from ..models.base import config_to_dict
+from ..models.domain import fit_domain
 from ..models.precision import bf16_autocast
-from .augment import augment_batch, epoch_generator
+from .augment import AugmentPlan, augment_batch, epoch_generator
 from .batches import TensorSet, epoch_batches, n_epoch_batches
 from .build import training_metadata
 from .calibrate import calibrate_model
@@ -156,7 +162,7 @@ class _Run:
         self.data, self.split, self.config = data, split, config
         self.paths, self.ctx = paths, context
         self.schedule: Schedule = recipe.schedule(config)
-        self.plan = recipe.augmentation(config)
+        self.plan = _with_band_dropout(recipe.augmentation(config), model, config.band_dropout)
         self.autocast = partial(bf16_autocast, context.device, config.mixed_precision)
         self.module = model.to(context.device)
         self.model = context.wrap(self.module)
@@ -284,6 +290,7 @@ class _Run:
                     f"the validation split ({error}); rerun with --no-calibrate "
                     "(calibrate=False) to write it uncalibrated from the saved state"
                 ) from error
+        best.set_domain(_fit_domain(best, self.train_set, self.config.seed))
         epoch, metrics = self.progress.best_epoch, self.progress.best_metrics
         training = training_metadata(
             self.kind, self.config, self.data, self.split, epoch=epoch,
@@ -318,8 +325,15 @@ class _Run:
         started = time.perf_counter()
         self.ctx.average_batch_norm_statistics(self.module)
         metrics = self.validate()
+        if not math.isfinite(metrics["loss"]):
+            raise FloatingPointError(
+                f"{self.kind}: validation loss is {metrics['loss']} after epoch {epoch} (some "
+                "validation predictions are not finite); no epoch can be kept as the best. Check "
+                f"the inputs of {self.data.source} (missing bands must be NaN or have a "
+                "non-positive error; old feature layouts propagate NaN) or lower the learning rate"
+            )
         progress = self.progress
-        improved = metrics["loss"] < progress.best_loss  # False for NaN
+        improved = metrics["loss"] < progress.best_loss
         if self.scheduler is not None:
             self.scheduler.step(metrics["loss"])
         progress.epoch = epoch
@@ -378,6 +392,29 @@ class _Run:
             history=read_log(self.paths.log) if self.ctx.is_main else [],
             sigma_calibration=record,
         )
+
+
+def _with_band_dropout(plan: AugmentPlan, model: PhotoZModel, probability: float) -> AugmentPlan:
+    """``plan`` with band dropout where it applies: flux noise and missing-band indicators."""
+    features = getattr(model, "features", None)
+    if not plan.flux_noise or getattr(features, "missing", None) != "indicator":
+        return plan
+    return dataclasses.replace(plan, band_dropout=probability)
+
+
+def _fit_domain(model: PhotoZModel, train: TensorSet, seed: int) -> DomainReference:
+    """The domain reference of ``model`` from its training rows (fluxes if it reads them)."""
+    redshift = train.redshift.double().cpu().numpy()
+    features = getattr(model, "features", None)
+    if features is None or train.fluxes is None or train.flux_errors is None:
+        return fit_domain(redshift, seed=seed)
+    return fit_domain(
+        redshift,
+        train.fluxes.double().cpu().numpy(),
+        train.flux_errors.double().cpu().numpy(),
+        features.limiting_flux.double().cpu().numpy(),
+        seed=seed,
+    )
 
 
 def _json(value: Any) -> str:

@@ -285,6 +285,7 @@ def predict_split(
             estimate = item.model.predict(fluxes, errors, stamps, batch_size=batch_size)
             out[f"z_{item.name}"] = pa.array(estimate.z, pa.float32())
             out[f"z_{item.name}_err"] = pa.array(estimate.z_err, pa.float32())
+            out[f"z_{item.name}_flag"] = pa.array(estimate.flag, pa.uint16())
     stamp_cache.clear()
 
     taken = {item.name for item in loaded} | {"true"}
@@ -519,7 +520,8 @@ def main(args: argparse.Namespace) -> int:
         n_threads=args.threads,
     )
     write_parquet_atomic(table, args.out)
-    models = [c[2:] for c in table.column_names if c.startswith("z_") and not c.endswith("_err")]
+    suffixes = ("_err", "_flag")
+    models = [c[2:] for c in table.column_names if c.startswith("z_") and not c.endswith(suffixes)]
     print(
         f"predicted {table.num_rows} {args.split} galaxies with {', '.join(models)} -> {args.out}"
     )

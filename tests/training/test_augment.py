@@ -4,7 +4,7 @@ import torch
 
 from csst_photoz.models import dihedral
 from csst_photoz.training import AugmentPlan, TrainingConfig, augment_batch, epoch_generator
-from csst_photoz.training.augment import dihedral_choice, realise_fluxes
+from csst_photoz.training.augment import dihedral_choice, drop_bands, realise_fluxes
 from csst_photoz.training.batches import Batch, epoch_batches, n_epoch_batches
 
 
@@ -115,3 +115,39 @@ def test_a_final_batch_of_one_sample_is_dropped():
     batches = list(epoch_batches(17, batch_size=8, seed=0, epoch=0))
     assert [b.numel() for b in batches] == [8, 8]
     assert n_epoch_batches(17, batch_size=8) == 2
+
+
+def test_missing_bands_stay_missing_under_the_flux_noise():
+    fluxes = torch.tensor([[np.nan, 0.0, 0.0, 5.0, 100.0]]).repeat(1000, 1)
+    errors = torch.tensor([[1.0, 0.0, 2.0, -1.0, 3.0]]).repeat(1000, 1)
+    realised = realise_fluxes(fluxes, errors, generator=epoch_generator(0, 1))
+    assert torch.isnan(realised[:, 0]).all()  # NaN flux
+    assert (realised[:, 1] == 0).all()  # 0 flux with a 0 error (missing) stays exactly 0
+    assert (realised[:, 3] == 5).all()  # a negative (sentinel) error: untouched
+    assert realised[:, 2].std() > 1.5 and realised[:, 4].std() > 2.5  # present bands: noise
+
+
+def test_band_dropout_removes_present_bands_at_the_given_rate_and_keeps_one():
+    n = 20_000
+    fluxes = torch.full((n, 4), 50.0)
+    fluxes[:, 0] = np.nan  # already missing: never counted
+    errors = torch.ones(n, 4)
+    dropped = drop_bands(fluxes, errors, 0.3, generator=epoch_generator(0, 1))
+    removed = torch.isnan(dropped[:, 1:])
+    assert removed.float().mean().item() == pytest.approx(0.3 * (1 - 0.3**2), abs=0.01)
+    assert (~removed).any(dim=1).all()  # every row keeps a present band
+    assert torch.equal(drop_bands(fluxes, errors, 0.0, generator=epoch_generator(0, 1))[:, 1:],
+                       fluxes[:, 1:])  # fmt: skip
+    with pytest.raises(ValueError, match="band_dropout"):
+        AugmentPlan(2, flux_noise=True, dihedral="none", band_dropout=1.0)
+
+
+def test_the_plan_drops_bands_after_the_noise():
+    fluxes, errors = torch.full((500, 3), 100.0), torch.ones(500, 3)
+    batch = Batch(redshift=torch.zeros(500), fluxes=fluxes, flux_errors=errors)
+    plan = AugmentPlan(1, flux_noise=True, dihedral="none", band_dropout=0.2)
+    out, _ = augment_batch(batch, torch.zeros(500, dtype=torch.long), plan,
+                           generator=epoch_generator(0, 1))  # fmt: skip
+    assert 0.1 < torch.isnan(out.fluxes).float().mean().item() < 0.3
+    present = out.fluxes[~torch.isnan(out.fluxes)]
+    assert present.std() > 0.5  # the remaining bands were realised

@@ -321,3 +321,60 @@ def test_a_failed_calibration_names_the_checkpoint_and_the_state_writes_it_uncal
     result = train_model("mlp", stamp_set, fast_config, out, calibrate=False)
     assert result.sigma_calibration is None and load_model(out).sigma_scale == 1.0
     assert len(read_log(tmp_path / "mlp.log.jsonl")) == 2  # no epoch was run again
+
+
+def _table_with_missing_bands(path, n=120):
+    """Four bands on a colour track; the two bluest are 0 +- 1 in a sixth of the rows (the
+    GALEX case of issue 16: 0/0 ratios in the old features) and NaN in the next sixth."""
+    rng = np.random.default_rng(4)
+    z = rng.uniform(0.1, 2.0, n)
+    bands = ("A", "B", "C", "D")
+    columns = {"zspec": z}
+    for i, b in enumerate(bands):
+        columns[f"F_{b}"] = 100.0 * (1 + z) ** (i - 1) + rng.normal(0, 2, n)
+        columns[f"E_{b}"] = rng.uniform(1.0, 3.0, n)
+    for b in bands[:2]:
+        columns[f"F_{b}"][: n // 6] = 0.0
+        columns[f"E_{b}"][: n // 6] = 1.0
+        columns[f"F_{b}"][n // 6 : n // 3] = np.nan
+    pq.write_table(pa.table(columns), path)
+    return DataColumns(bands=bands, flux="F_{band}", flux_err="E_{band}", redshift="zspec")
+
+
+def test_rows_with_two_adjacent_bands_missing_train_and_predict_finite_redshifts(
+    tmp_path, fast_config
+):
+    path = tmp_path / "gaps.parquet"
+    names = _table_with_missing_bands(path)
+    config = fast_config.with_updates(columns=names.model_dump(), max_epochs=3, band_dropout=0.1)
+    result = train_model("mlp", path, config, tmp_path / "gaps.pt")
+    assert result.best_epoch >= 1 and result.paths.best.is_file()
+    assert all(np.isfinite(r["val_loss"]) for r in result.history)
+    model = load_model(result.paths.best)
+    assert model.config.missing == "indicator"
+    meta = model.checkpoint_metadata
+    assert meta.training.augmentation["band_dropout"] == 0.1
+    table = pq.read_table(path)
+    fluxes = np.stack([table[f"F_{b}"].to_numpy() for b in names.bands], axis=1)[:40]
+    errors = np.stack([table[f"E_{b}"].to_numpy() for b in names.bands], axis=1)[:40]
+    estimate = model.predict(fluxes, errors)
+    assert np.isfinite(estimate.z).all() and np.isfinite(estimate.z_err).all()
+    assert ((estimate.flag[20:] & 4) > 0).all() and not (estimate.flag[:20] & 4).any()
+    data = load_training_set(path, columns=names)  # the NaN rows are not selected for training
+    assert len(data) == 100
+    train = data.redshift[data.positions(split_rows(120, seed=1).train)]
+    assert (meta.domain.z_min, meta.domain.z_max) == pytest.approx((train.min(), train.max()))
+    assert np.all((estimate.z >= meta.domain.z_min) & (estimate.z <= meta.domain.z_max))
+
+
+def test_a_non_finite_validation_loss_stops_training_at_the_first_epoch(
+    tmp_path, fast_config, monkeypatch
+):
+    from csst_photoz.training import loop
+
+    path = tmp_path / "gaps.parquet"
+    names = _table_with_missing_bands(path)
+    monkeypatch.setattr(loop, "validation_metrics", lambda *a: {"loss": float("nan")})
+    config = fast_config.with_updates(columns=names.model_dump(), max_epochs=5)
+    with pytest.raises(FloatingPointError, match="validation loss is nan after epoch 1"):
+        train_model("mlp", path, config, tmp_path / "nan.pt")

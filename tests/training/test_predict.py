@@ -46,8 +46,8 @@ def test_table_holds_each_selected_split_galaxy_and_the_models_predictions(train
     assert not set(table["row"].to_numpy()) & {0, 7, 33, 45}  # undetected rows are dropped
     np.testing.assert_allclose(table["redshift"].to_numpy(), data.redshift[positions], rtol=1e-6)
     assert table.column_names == [
-        "row", "redshift", "z_mlp", "z_mlp_err", "z_cnn", "z_cnn_err",
-        "z_mlp_2", "z_mlp_2_err", "z_knn", "z_knn_err",
+        "row", "redshift", "z_mlp", "z_mlp_err", "z_mlp_flag", "z_cnn", "z_cnn_err", "z_cnn_flag",
+        "z_mlp_2", "z_mlp_2_err", "z_mlp_2_flag", "z_knn", "z_knn_err",
     ]  # fmt: skip
     fluxes, errors = data.fluxes[positions], data.flux_errors[positions]
     for name, path in (("mlp", mlp), ("cnn", cnn), ("mlp_2", mlp)):
@@ -55,6 +55,7 @@ def test_table_holds_each_selected_split_galaxy_and_the_models_predictions(train
         estimate = model.predict(fluxes, errors, data.stamps[positions])
         np.testing.assert_array_equal(table[f"z_{name}"].to_numpy(), estimate.z)
         np.testing.assert_array_equal(table[f"z_{name}_err"].to_numpy(), estimate.z_err)
+        np.testing.assert_array_equal(table[f"z_{name}_flag"].to_numpy(), estimate.flag)
     assert np.all(np.isfinite(table["z_knn"].to_numpy()))
     record = json.loads(table.schema.metadata[METADATA_KEY])
     assert [c["name"] for c in record["checkpoints"]] == ["mlp", "cnn", "mlp_2"]
@@ -67,7 +68,7 @@ def test_table_holds_each_selected_split_galaxy_and_the_models_predictions(train
     validation = predict_split([mlp], folder, split="validation", baselines=())
     data, positions = _expected_rows(folder, config, "validation")
     np.testing.assert_array_equal(validation["row"].to_numpy(), data.rows[positions])
-    assert validation.column_names == ["row", "redshift", "z_mlp", "z_mlp_err"]
+    assert validation.column_names == ["row", "redshift", "z_mlp", "z_mlp_err", "z_mlp_flag"]
 
 
 def test_checkpoints_of_other_data_or_another_split_are_refused(

@@ -38,7 +38,10 @@ def test_the_declared_columns_are_read(trained, tmp_path):
     expected = load_model(swapped).predict(data.flux_errors[rows], data.fluxes[rows])
     np.testing.assert_array_equal(table["z_mlp"].to_numpy(), expected.z)
     original = predict_split([mlp], folder, baselines=())
-    assert not np.array_equal(original["z_mlp"].to_numpy(), expected.z)
+    assert not (  # a barely trained network's z may all be clamped to the trained range
+        np.array_equal(original["z_mlp"].to_numpy(), expected.z)
+        and np.array_equal(original["z_mlp_err"].to_numpy(), expected.z_err)
+    )
 
 
 def test_columns_without_a_band_template_are_refused(trained, tmp_path):
