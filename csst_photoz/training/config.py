@@ -58,6 +58,10 @@ _SCHEDULES: tuple[ScheduleName, ...] = ("mlp", "cnn", "hybrid")
 EARLY_STOPPING_PATIENCE = 10
 # settings that may change between an interrupted run and its resumption
 _RESUMABLE_CHANGES = ("max_epochs", "progress", "eval_batch_size", "mixed_precision")
+# settings added after 0.1.0, left out of the fingerprint while they hold the value that
+# reproduces 0.1.0's training, so that a run interrupted under 0.1.0 still resumes
+_ADDED_SINCE_0_1 = {"augment": True, "band_dropout": 0.05}
+_COLUMNS_ADDED_SINCE_0_1 = {"unit": None, "id": None}
 
 
 class _Frozen(BaseModel):
@@ -327,6 +331,13 @@ class TrainingConfig(_Frozen):
             data.pop(name, None)
         for name in _SCHEDULES:
             data[name].pop("max_epochs", None)
+        for added, legacy in (
+            (data, _ADDED_SINCE_0_1),
+            (data["columns"], _COLUMNS_ADDED_SINCE_0_1),
+        ):
+            for name, value in legacy.items():
+                if added.get(name) == value:
+                    del added[name]
         return data
 
     def fingerprint(self) -> str:

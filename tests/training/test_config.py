@@ -5,6 +5,8 @@ import pytest
 
 from csst_photoz.training import TrainingConfig, load_config, recipe
 
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "v0_1"
+
 
 def test_defaults_are_the_papers_recipe():
     config = TrainingConfig()
@@ -105,3 +107,22 @@ def test_a_partial_schedule_table_keeps_the_networks_other_defaults(tmp_path):
     assert config.hybrid.max_epochs == 200
     assert config.hybrid.early_stopping_patience == 10
     assert config.mlp == TrainingConfig().mlp
+
+
+def test_a_run_interrupted_under_v0_1_keeps_its_resume_fingerprint():
+    """The fingerprint of the v0.1 fixture's recorded settings, computed as 0.1.0 did."""
+    import hashlib
+    import json
+
+    from csst_photoz.models import read_metadata
+
+    recorded = dict(read_metadata(FIXTURES / "mlp.pt").training.config)
+    old = json.loads(json.dumps(recorded))
+    for name in ("max_epochs", "progress", "eval_batch_size", "mixed_precision"):
+        old.pop(name)
+    for name in ("mlp", "cnn", "hybrid"):
+        old[name].pop("max_epochs")
+    fingerprint_0_1 = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()
+    config = TrainingConfig.model_validate(recorded)
+    assert config.fingerprint() == fingerprint_0_1
+    assert config.with_updates(augment=False).fingerprint() != fingerprint_0_1
