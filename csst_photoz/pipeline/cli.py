@@ -64,7 +64,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_finalize(args: argparse.Namespace) -> int:
     from ..io.run_store import RunStore
     from .cluster import connect
-    from .finalize import finalize_catalog
+    from .finalize import CatalogExistsError, finalize_catalog
 
     store = RunStore(args.run)
     if not store.settings_path.is_file():
@@ -73,11 +73,14 @@ def _cmd_finalize(args: argparse.Namespace) -> int:
     for record in records:
         store.verify_partition(record)
     out = args.out or store.root
-    with connect(**cluster_arguments(args)) as client:
-        path = finalize_catalog(
-            [store.partition_path(r.tile_id) for r in records], out,
-            catalog_name=args.name, client=client, overwrite=args.overwrite,
-        )  # fmt: skip
+    try:
+        with connect(**cluster_arguments(args)) as client:
+            path = finalize_catalog(
+                [store.partition_path(r.tile_id) for r in records], out,
+                catalog_name=args.name, client=client, overwrite=args.overwrite,
+            )  # fmt: skip
+    except CatalogExistsError as error:  # name the flag, not the keyword
+        raise error.with_option("--overwrite") from None
     print(f"HATS catalogue of {sum(r.rows for r in records)} rows from {len(records)} tiles: "
           f"{path}  (open with lsdb.read_hats)")  # fmt: skip
     return 0

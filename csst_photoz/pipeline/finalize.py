@@ -48,8 +48,26 @@ from distributed import Client
 __all__ = [
     "DEFAULT_HIGHEST_HEALPIX_ORDER",
     "DEFAULT_PIXEL_THRESHOLD",
+    "CatalogExistsError",
     "finalize_catalog",
 ]
+
+
+class CatalogExistsError(FileExistsError):
+    """The destination catalogue exists and replacing it was not asked for.
+
+    ``option`` is how the caller asks for it: ``overwrite=True`` from Python; the command line
+    re-raises `with_option` ``"--overwrite"``.
+    """
+
+    def __init__(self, target: Path, option: str = "overwrite=True") -> None:
+        super().__init__(f"{target} exists (pass {option} to replace it)")
+        self.target = target
+
+    def with_option(self, option: str) -> CatalogExistsError:
+        """The same error, naming ``option`` as the way to replace the catalogue."""
+        return CatalogExistsError(self.target, option)
+
 
 #: Most rows in one HATS partition. A partition is read, sorted and written by one task, so
 #: about 1e6 rows of ~60 float64 columns (~0.5 GB in memory) keeps workers comfortable while
@@ -172,7 +190,7 @@ def _publish(staged: Path, target: Path, *, overwrite: bool, staging: Path) -> N
     aside = None
     if target.exists() or target.is_symlink():
         if not overwrite:
-            raise FileExistsError(f"{target} exists (pass overwrite=True to replace it)")
+            raise CatalogExistsError(target)
         aside = staging / "replaced"
         os.rename(target, aside)
     try:
@@ -270,7 +288,7 @@ def finalize_catalog(
     out_dir = Path(out_dir)
     target = out_dir / catalog_name
     if (target.exists() or target.is_symlink()) and not overwrite:
-        raise FileExistsError(f"{target} exists (pass overwrite=True to replace it)")
+        raise CatalogExistsError(target)
 
     inspected = [_inspect_partition(path) for path in paths]
     non_empty = [partition for partition in inspected if partition.num_rows > 0]

@@ -238,3 +238,12 @@ def test_existing_catalogue_is_kept_without_overwrite(client, tmp_path, tiles):
 def test_invalid_arguments(client, tmp_path, tiles, kwargs, message):
     with pytest.raises(ValueError, match=message):
         finalize_catalog(tiles, tmp_path, client=client, **kwargs)
+
+
+def test_the_existing_catalogue_refusal_names_the_way_to_replace_it(tmp_path):
+    from csst_photoz.pipeline.finalize import CatalogExistsError
+
+    error = CatalogExistsError(tmp_path / "catalog")
+    assert isinstance(error, FileExistsError)
+    assert "pass overwrite=True" in str(error)
+    assert "pass --overwrite to replace it" in str(error.with_option("--overwrite"))
