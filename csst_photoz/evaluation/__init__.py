@@ -6,7 +6,8 @@
 - :func:`read_predictions` -- a Parquet table of ``z_<model>`` / ``z_<model>_err`` columns into
   arrays (:mod:`.columns`);
 - :class:`KNNBaseline`, :class:`GradientBoostingBaseline`, :func:`fit_predict_baselines` --
-  scikit-learn regressors on the MLP's features (:mod:`.baselines`);
+  tuned scikit-learn competitors (L1 gradient-boosted trees with early stopping, a k-NN) on
+  one magnitude and adjacent colours (:mod:`.baselines`);
 - :mod:`.cli` -- ``add_evaluate_parser`` and ``main`` of the command.
 
 Names are imported lazily, so that importing the package (for the command line) does not load
