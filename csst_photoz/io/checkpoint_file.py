@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .atomic import atomic_destination
 from .checkpoint_metadata import CheckpointError, CheckpointMetadata
+from .paths import TRAINING_STATE_SUFFIX, is_training_state
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -121,6 +122,13 @@ def read_checkpoint(
         a newer format, or invalid metadata.
     """
     path = Path(path)
+    if is_training_state(path) and path.is_file():
+        best = path.name.removesuffix(TRAINING_STATE_SUFFIX) + ".pt"
+        raise CheckpointError(
+            f"{path}: a training state, not a model checkpoint; the model is written to "
+            f"{path.with_name(best)} when training ends (rerun the same train command to resume "
+            "or finish it)"
+        )
     text, tensors = _read_payload(path)
     metadata = CheckpointMetadata.from_json(text, path)
     if metadata.state_dict_sha256 != state_dict_digest(tensors):

@@ -186,3 +186,10 @@ def test_version_1_without_training_reads_the_simulator_columns(
 def test_invalid_calibrations_are_refused(record, message):
     with pytest.raises(ValueError, match=message):
         SigmaCalibration.model_validate(record)
+
+
+def test_a_training_state_given_as_a_checkpoint_names_the_model_file(tmp_path):
+    state = tmp_path / "mlp.last.pt"
+    torch.save({"epoch": 3}, state)
+    with pytest.raises(CheckpointError, match=r"a training state.*mlp\.pt"):
+        read_checkpoint(state)
