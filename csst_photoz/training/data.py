@@ -22,8 +22,9 @@ selection below. The unit the columns had is what the checkpoint declares
 
 Loading validates what it reads and names the file in every error (missing columns, a stamp
 array whose length or band count differs from the table, NaN or infinite redshifts). Rows are
-then *selected*: detected (when the table has the ``detected`` column), with finite fluxes and
-finite, positive errors in every band. The paper's SNR > 10 in g or i cut is not repeated here:
+then *selected*: detected (when the table has the ``detected`` column), with at least one
+measured band (finite flux, finite positive error); the other bands of a row are missing
+(`select_rows`). The paper's SNR > 10 in g or i cut is not repeated here:
 the simulator applies it by default (``selected`` column). Stamps of the selected rows are read
 chunk by chunk and centre-cropped to the network's input size on the way (the CNN would crop
 them anyway), so 40,000 stamps of 64 x 64 take 1.1 GB in memory at 32 x 32.
@@ -220,7 +221,13 @@ def select_rows(
     flux_errors: npt.ArrayLike,
     detected: npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.bool_]:
-    """Rows usable for training: detected, finite fluxes, finite positive errors in every band.
+    """Rows usable for training: detected, with at least one band measured.
+
+    A band is measured when its flux is finite and its error finite and positive; the others
+    are missing (:func:`csst_photoz.models.features.missing_bands`, the package's one
+    convention), and the networks' ``"indicator"`` feature layout, which every new network uses,
+    takes rows with missing bands as they come at prediction time. A row with no measured band
+    carries no photometry and is left out.
 
     Parameters
     ----------
@@ -236,8 +243,8 @@ def select_rows(
     """
     values = np.asarray(fluxes, dtype=np.float64)
     errors = np.asarray(flux_errors, dtype=np.float64)
-    keep = np.all(np.isfinite(values), axis=1)
-    keep &= np.all(np.isfinite(errors) & (errors > 0), axis=1)
+    measured = np.isfinite(values) & np.isfinite(errors) & (errors > 0)
+    keep = np.any(measured, axis=1)
     if detected is not None:
         keep &= np.asarray(detected, dtype=bool)
     return keep
@@ -361,7 +368,7 @@ def load_training_set(
     keep = select_rows(fluxes, errors, detected)
     rows = np.flatnonzero(keep).astype(np.int64)
     if rows.size == 0:
-        raise _fail(table_path, "no row is detected with finite fluxes and errors in every band")
+        raise _fail(table_path, "no row is detected with a finite flux and error in any band")
 
     stamp_data = background = None
     if store is not None:

@@ -45,7 +45,7 @@ def test_full_stamps_are_kept_without_a_stamp_size_and_skipped_on_request(stamp_
     assert no_stamps.data_hash == load_training_set(stamp_set).data_hash
 
 
-def test_selection_drops_undetected_and_non_finite_rows(tmp_path, write_folder):
+def test_selection_drops_undetected_rows_and_keeps_rows_with_a_missing_band(tmp_path, write_folder):
     folder = write_folder(tmp_path / "set", 20, undetected=(3,))
     table = pq.read_table(folder / "stamps.parquet")
     flux = table["kron_flux_g"].to_numpy().copy()
@@ -58,16 +58,19 @@ def test_selection_drops_undetected_and_non_finite_rows(tmp_path, write_folder):
     )
     pq.write_table(table, folder / "stamps.parquet")
     data = load_training_set(folder)
-    assert sorted(set(range(20)) - set(data.rows.tolist())) == [3, 5, 7]
-    assert len(data.stamps) == 17
+    assert sorted(set(range(20)) - set(data.rows.tolist())) == [3]
+    assert len(data.stamps) == 19
+    g, r = data.bands.index("g"), data.bands.index("r")
+    assert np.isnan(data.fluxes[data.rows.tolist().index(5), g])
+    assert data.flux_errors[data.rows.tolist().index(7), r] == 0.0
 
 
-def test_select_rows_keeps_negative_fluxes_but_not_bad_errors():
-    fluxes = np.array([[1.0, -2.0], [1.0, np.inf], [1.0, 2.0], [1.0, 2.0]])
-    errors = np.array([[1.0, 1.0], [1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
-    assert select_rows(fluxes, errors).tolist() == [True, False, False, True]
-    assert select_rows(fluxes, errors, [True, True, True, False]).tolist() == [
-        True, False, False, False,
+def test_select_rows_keeps_rows_with_missing_bands_but_not_rows_without_photometry():
+    fluxes = np.array([[1.0, -2.0], [1.0, np.inf], [1.0, 2.0], [np.nan, 2.0], [np.nan, 1.0]])
+    errors = np.array([[1.0, 1.0], [1.0, 1.0], [1.0, -1.0], [1.0, 0.0], [1.0, 1.0]])
+    assert select_rows(fluxes, errors).tolist() == [True, True, True, False, True]
+    assert select_rows(fluxes, errors, [True, True, False, True, True]).tolist() == [
+        True, True, False, False, True,
     ]  # fmt: skip
 
 

@@ -130,7 +130,7 @@ def test_unknown_units_and_bands_are_refused_naming_the_column(tmp_path):
         load_training_set(path, columns=columns)
 
 
-def test_magnitude_sentinels_are_missing_and_fail_the_selection(tmp_path):
+def test_magnitude_sentinels_are_missing_bands_of_selected_rows(tmp_path):
     columns = _catalogue(30)
     table = {"objid": columns["objid"], "zspec": columns["zspec"]}
     for band in BANDS:
@@ -143,9 +143,11 @@ def test_magnitude_sentinels_are_missing_and_fail_the_selection(tmp_path):
     names = DataColumns(bands=BANDS, flux="mag_{band}", flux_err="magerr_{band}",
                         redshift="zspec", unit="mag")  # fmt: skip
     data = load_training_set(path, columns=names)
-    assert data.flux_unit == "ABmag" and len(data) == 27
-    assert not np.isin([1, 2, 3], data.rows).any()
-    np.testing.assert_allclose(data.fluxes[:, 0], columns["flux_g"][data.rows], rtol=1e-4)
+    assert data.flux_unit == "ABmag" and len(data) == 30
+    g, r = BANDS.index("g"), BANDS.index("r")
+    assert np.isnan(data.fluxes[[1, 2], g]).all() and np.isnan(data.flux_errors[3, r])
+    present = np.setdiff1d(data.rows, [1, 2])
+    np.testing.assert_allclose(data.fluxes[present, g], columns["flux_g"][present], rtol=1e-4)
     flux, error = magnitudes_to_fluxes([99.0, -99.0, np.nan, 20.0], [0.1, 0.1, 0.1, 99.0])
     assert np.isnan(flux).all() and np.isnan(error).all()
 
