@@ -58,8 +58,9 @@ _SCHEDULES: tuple[ScheduleName, ...] = ("mlp", "cnn", "hybrid")
 EARLY_STOPPING_PATIENCE = 10
 # settings that may change between an interrupted run and its resumption
 _RESUMABLE_CHANGES = ("max_epochs", "progress", "eval_batch_size", "mixed_precision")
-# settings added after 0.1.0, left out of the fingerprint while they hold the value that
-# reproduces 0.1.0's training, so that a run interrupted under 0.1.0 still resumes
+# settings added after 0.1.0, left out of the fingerprint at their defaults so that a run
+# interrupted under 0.1.0 still resumes; with those defaults its network (the "propagate" feature
+# layout recorded in its state, which band dropout does not apply to) trains as under 0.1.0
 _ADDED_SINCE_0_1 = {"augment": True, "band_dropout": 0.05}
 _COLUMNS_ADDED_SINCE_0_1 = {"unit": None, "id": None}
 

@@ -46,9 +46,6 @@ from ..io.paths import training_stamps_path, training_table_path
 from ..io.tables import TableReadError, read_columns, table_format
 from ..io.training_set import (
     BANDS_METADATA_KEY,
-    STAMPS_ARRAY,
-    STAMPS_STORE,
-    TABLE_FILE,
     TrainingDataError,
     data_hash,
     open_stamps,
@@ -59,9 +56,6 @@ from ..units import ELECTRON, UnitError, convert_fluxes, normalise_unit, working
 from .config import DataColumns
 
 __all__ = [
-    "STAMPS_ARRAY",
-    "STAMPS_STORE",
-    "TABLE_FILE",
     "TrainingDataError",
     "TrainingSet",
     "centre_crop",

@@ -245,7 +245,8 @@ def predict_split(
         On checkpoints of other data, another split, other columns or bands, or without
         training records.
     """
-    from .data import TABLE_FILE, load_training_set
+    from ..io.paths import TABLE_FILE
+    from .data import load_training_set
 
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
