@@ -8,9 +8,10 @@ Conventions (those of sep and photutils, against which the tests check):
 
 * flux = sum over pixels of ``overlap x image``; variance = sum of ``overlap x variance`` (the
   fractional-area convention of both sep and photutils' exact method);
-* unusable pixels (``valid`` False: masked or non-finite) get zero weight and no correction for
-  the lost area; the source is flagged :attr:`~.SourceFlag.MASKED`; a band with no usable pixel
-  in the aperture gives NaN flux and error and :attr:`~.SourceFlag.BAND_MISSING`;
+* unusable pixels (``valid`` False: see :func:`.pixels.usable_pixels`) get zero weight and no
+  correction for the lost area; the source is flagged :attr:`~.SourceFlag.MASKED`; a band with
+  no usable pixel in the aperture gives NaN flux and error and
+  :attr:`~.SourceFlag.BAND_MISSING`; both bits are also given per band (``band_flags``);
 * pixels outside the image count as unusable and flag :attr:`~.SourceFlag.EDGE`;
 * pixels of other sources (the segmentation map) flag :attr:`~.SourceFlag.NEIGHBOURS` and get
   zero weight if ``mask_neighbours``;
@@ -52,12 +53,16 @@ class ApertureFluxes:
         float64 (n_apertures, n_bands, n), in the unit of the image (NaN where a band has no
         usable pixel in the aperture).
     flags
-        int32 (n_apertures, n) :class:`~.SourceFlag` bits.
+        int32 (n_apertures, n) :class:`~.SourceFlag` bits (any band).
+    band_flags
+        int32 (n_apertures, n_bands, n): per band, the bits :attr:`~.SourceFlag.MASKED` and
+        :attr:`~.SourceFlag.BAND_MISSING` of that band alone.
     """
 
     flux: Any
     flux_err: Any
     flags: Any
+    band_flags: Any
 
 
 def ellipse_half_extent(semi_a: Any, semi_b: Any, theta: Any) -> Any:
@@ -181,6 +186,7 @@ def sum_ellipses(
     flux = xp.full((n_apertures, n_bands, n), xp.nan, dtype=xp.float64)
     flux_err = xp.full((n_apertures, n_bands, n), xp.nan, dtype=xp.float64)
     flags = xp.zeros((n_apertures, n), dtype=xp.int32)
+    band_flags = xp.zeros((n_apertures, n_bands, n), dtype=xp.int32)
     extents = ellipse_half_extent(semi_a, semi_b, theta)
     extents_host = to_numpy(extents)
     for batch in plan_windows(extents.max(axis=0), max_window_pixels=max_window_pixels):
@@ -229,15 +235,21 @@ def sum_ellipses(
             touched = weight > 0  # zero outside the image (and on masked neighbours)
             if ok is None:
                 missing = xp.broadcast_to(~touched.any(axis=(1, 2)), band_flux.shape)
+                per_band = xp.zeros(band_flux.shape, dtype=xp.int32)
             else:
-                lost = (touched[None] & ~ok[window]).any(axis=(0, 2, 3))
-                bits |= xp.where(lost, int(SourceFlag.MASKED), 0)
+                lost = (touched[None] & ~ok[window]).any(axis=(2, 3))  # (bands or 1, n)
+                per_band = xp.broadcast_to(
+                    xp.where(lost, int(SourceFlag.MASKED), 0), band_flux.shape
+                )
+                bits |= xp.where(lost.any(axis=0), int(SourceFlag.MASKED), 0)
                 missing = ~(touched[None] & ok[window]).any(axis=(2, 3))
+            per_band = per_band | xp.where(missing, int(SourceFlag.BAND_MISSING), 0)
             bits |= xp.where(missing.any(axis=0), int(SourceFlag.BAND_MISSING), 0)
             flux[k][:, rows] = xp.where(missing, xp.nan, band_flux)
             flux_err[k][:, rows] = xp.where(missing, xp.nan, band_err)
             flags[k, rows] = bits.astype(xp.int32)
-    return ApertureFluxes(flux=flux, flux_err=flux_err, flags=flags)
+            band_flags[k][:, rows] = per_band.astype(xp.int32)
+    return ApertureFluxes(flux=flux, flux_err=flux_err, flags=flags, band_flags=band_flags)
 
 
 def kron_radius(

@@ -152,7 +152,9 @@ def photometry_schema(bands: Sequence[str], radii_arcsec: Sequence[float]) -> pa
             _field(f"flux_err_{band}", pa.float64(), "nJy", f"its 1-sigma error ({band})"),
             _field(f"mag_{band}", pa.float64(), "mag(AB)", f"Kron-aperture AB magnitude ({band})"),
             _field(f"mag_err_{band}", pa.float64(), "mag", f"its 1-sigma error ({band})"),
-        ]
+            _field(f"flags_{band}", pa.int32(), "",
+                   f"SourceFlag bits MASKED, BAND_MISSING of the Kron aperture in {band} alone"),
+        ]  # fmt: skip
         for radius in radii_arcsec:
             fields += [
                 _field(aperture_column(radius, band), pa.float64(), "nJy",
@@ -197,6 +199,7 @@ def photometry_table(
     host = {name: to_numpy(getattr(measurements, name)) for name in (
         "x", "y", "a", "b", "theta", "kron_radius", "aperture_scale", "area",
         "detection_snr", "flux", "flux_err", "circular_flux", "circular_flux_err", "flags",
+        "band_flags",
     )}  # fmt: skip
     ra, dec = (np.zeros(0), np.zeros(0)) if n == 0 else tile.wcs.pixel_to_world_values(
         host["x"], host["y"]
@@ -221,6 +224,7 @@ def photometry_table(
         columns[f"counts_{band}"], columns[f"counts_err_{band}"] = counts, counts_err
         columns[f"flux_{band}"], columns[f"flux_err_{band}"] = flux, flux_err
         columns[f"mag_{band}"], columns[f"mag_err_{band}"] = _magnitudes(flux, flux_err)
+        columns[f"flags_{band}"] = host["band_flags"][k].astype(np.int32)
         for j, radius in enumerate(radii):
             name = aperture_column(radius, band)
             columns[name] = host["circular_flux"][j, k] / per_njy[k]

@@ -28,16 +28,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..tile import MaskBit
 from .apertures import kron_radius, sum_ellipses
 from .backend import array_module
 from .background import estimate_background
-from .detection import detect_sources
+from .detection import detect_sources, sextractor_threshold
 from .flags import SourceFlag
+from .pixels import band_noise, detection_image, usable_pixels
 
 __all__ = [
     "MEASURE_STAGES",
@@ -72,10 +73,26 @@ class PhotometryConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     detection_bands: tuple[str, ...] = ("g", "r", "i", "z")
+    detection_weights: Literal["equal", "inverse_variance"] = Field(
+        "equal",
+        description="weights of the detection bands: 'equal' (the paper's sum) or "
+        "'inverse_variance' (1 / the band's median variance)",
+    )
     subtract_background: bool = True
     background_box: int = Field(64, ge=4)
     background_filter: int = Field(3, ge=1)
-    threshold_sigma: float = Field(1.5, gt=0)
+    threshold_sigma: float = Field(
+        1.5,
+        gt=0,
+        description="threshold on the per-pixel matched-filter S/N (sep's default 'matched' "
+        "filter); not SExtractor's DETECT_THRESH, see detect_thresh",
+    )
+    detect_thresh: float | None = Field(
+        None,
+        gt=0,
+        description="SExtractor's DETECT_THRESH (filtered image over the unfiltered "
+        "background sigma); when set, replaces threshold_sigma",
+    )
     min_area: int = Field(5, ge=1)
     deblend_cont: float = Field(0.005, gt=0, le=1)
     deblend_nthresh: int = Field(32, ge=1)
@@ -99,6 +116,25 @@ class PhotometryConfig(BaseModel):
         if not value or len(set(value)) != len(value):
             raise ValueError("detection_bands must be non-empty and unique")
         return value
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> PhotometryConfig:
+        if self.detect_thresh is not None and "threshold_sigma" in self.model_fields_set:
+            raise ValueError(
+                "give threshold_sigma (matched-filter S/N) or detect_thresh (SExtractor's "
+                "DETECT_THRESH), not both"
+            )
+        return self
+
+    def detection_threshold(self) -> float:
+        """The threshold on the matched-filter S/N map that detection applies.
+
+        ``threshold_sigma``, or, when ``detect_thresh`` is set, its equivalent for the 3 x 3
+        detection filter (:func:`.detection.sextractor_threshold`: DETECT_THRESH 1.5 is 4.0).
+        """
+        if self.detect_thresh is None:
+            return self.threshold_sigma
+        return sextractor_threshold(self.detect_thresh)
 
     @field_validator("circular_radii_arcsec")
     @classmethod
@@ -133,6 +169,9 @@ class SourceMeasurements:
         The circular radii [pixels].
     flags
         (n,) int32 :class:`~.SourceFlag` bits.
+    band_flags
+        (n_bands, n) int32: per band, :attr:`~.SourceFlag.MASKED` and
+        :attr:`~.SourceFlag.BAND_MISSING` of the Kron aperture in that band alone.
     background_rms
         (n_bands,) median background RMS per band [e-].
     segmentation
@@ -158,6 +197,7 @@ class SourceMeasurements:
     circular_flux_err: Any
     circular_radii_pix: tuple[float, ...]
     flags: Any
+    band_flags: Any
     background_rms: Any
     segmentation: Any
     images: Any
@@ -226,7 +266,7 @@ def measure_sources(
     with stage("background"):
         if config.subtract_background:
             pixels = _subtract_background(pixels, config, xp)
-        background_rms = _background_rms(pixels.variances, pixels.valid, xp)
+        background_rms = pixels.noise
     with stage("detection"):
         detection = _detect(pixels, bands, config, xp)
     if len(detection.found) == 0:
@@ -274,6 +314,7 @@ class _Pixels:
     saturated: Any  # (n_bands, ny, nx) bool, or None when no pixel is saturated
     all_valid: bool
     own_images: bool  # may `images` be changed in place?
+    noise: Any  # (n_bands,) median noise of the usable pixels (`pixels.band_noise`)
 
 
 def _usable_pixels(
@@ -284,28 +325,29 @@ def _usable_pixels(
     overwrite_input: bool,
     xp: Any,
 ) -> _Pixels:
-    """float32 stacks whose unusable pixels (non-finite, negative variance, bad mask bits) are 0."""
+    """float32 stacks whose unusable pixels (:func:`.pixels.usable_pixels`) are 0."""
     given = (images, variances)
     images = xp.asarray(images, dtype=xp.float32)
     variances = xp.asarray(variances, dtype=xp.float32)
     # may the stacks be changed in place? (asked for, or converted copies made just now)
     own_images = _may_write(images, overwrite_input or images is not given[0])
     own_variances = _may_write(variances, overwrite_input or variances is not given[1])
-    valid = xp.isfinite(images) & xp.isfinite(variances) & (variances >= 0)
-    saturated = None
     if mask is not None:
         mask = mask[None] if mask.ndim == 2 else mask
-        valid &= (mask & config.bad_mask_bits) == 0
+    valid = usable_pixels(images, variances, mask, bad_bits=config.bad_mask_bits)
+    saturated = None
+    if mask is not None:
         saturated = (mask & int(MaskBit.SATURATED)) != 0
         saturated = xp.broadcast_to(saturated, images.shape) if bool(saturated.any()) else None
     all_valid = bool(valid.all())
+    noise = band_noise(variances, valid)  # before unusable variances are zeroed
     if not all_valid:  # unusable pixels become 0 with 0 variance (and stay flagged by `valid`)
         invalid = ~valid
         images = _zero_where(images, invalid, own_images, xp)
         variances = _zero_where(variances, invalid, own_variances, xp)
         del invalid
         own_images = True
-    return _Pixels(images, variances, valid, saturated, all_valid, own_images)
+    return _Pixels(images, variances, valid, saturated, all_valid, own_images, noise)
 
 
 def _subtract_background(pixels: _Pixels, config: PhotometryConfig, xp: Any) -> _Pixels:
@@ -331,23 +373,34 @@ def _subtract_background(pixels: _Pixels, config: PhotometryConfig, xp: Any) -> 
 
 @dataclass(frozen=True)
 class _Detection:
-    """The detection image (summed detection bands) and the sources found on it."""
+    """The detection image (detection bands usable at each pixel) and the sources found on it."""
 
     image: Any
     variance: Any
-    valid: Any  # (ny, nx) bool: usable in every detection band
+    valid: Any  # (ny, nx) bool: usable in at least one detection band
     found: Any  # detection.Detections
 
 
 def _detect(pixels: _Pixels, bands: list[str], config: PhotometryConfig, xp: Any) -> _Detection:
-    """Segment the sum of the detection bands' planes."""
+    """Segment the detection image of the bands usable at each pixel (`.pixels`)."""
     index = [bands.index(band) for band in config.detection_bands]
-    image, variance = _plane_sum(pixels.images, index, xp), _plane_sum(pixels.variances, index, xp)
-    valid = pixels.valid[index].all(axis=0)
+    weights = None
+    if config.detection_weights == "inverse_variance":
+        noise = [float(pixels.noise[k]) for k in index]
+        usable = [1.0 / (n * n) for n in noise if n > 0]  # NaN (no noise model) fails `n > 0`
+        weights = [1.0 / (n * n) / max(usable, default=1.0) if n > 0 else 1.0 for n in noise]
+    image, variance, valid = detection_image(
+        pixels.images, pixels.variances, pixels.valid, index, weights=weights
+    )
+    if not bool(valid.any()):
+        raise ValueError(
+            f"no usable pixel in any detection band {list(config.detection_bands)}: every pixel "
+            "is masked, non-finite or has zero variance"
+        )
     found = detect_sources(
         image,
         variance,
-        threshold_sigma=config.threshold_sigma,
+        threshold_sigma=config.detection_threshold(),
         min_area=config.min_area,
         deblend_cont=config.deblend_cont,
         deblend_nthresh=config.deblend_nthresh,
@@ -440,7 +493,9 @@ def _measure_kept(
         pixels.images, pixels.variances, x, y, semi_a, semi_b, angles,
         valid=pixels.valid, saturated=pixels.saturated, **_window_options(segmentation, config),
     )  # fmt: skip
-    flags = kron.flags[keep] | sums.flags[0]
+    # NEIGHBOURS counts kept sources only: the bit from the detection-image stage (every raw
+    # detection, noise peaks included) is replaced by the band apertures' (kept segmentation)
+    flags = (kron.flags[keep] & ~int(SourceFlag.NEIGHBOURS)) | sums.flags[0]
     return SourceMeasurements(
         x=x,
         y=y,
@@ -457,6 +512,7 @@ def _measure_kept(
         circular_flux_err=sums.flux_err[1:],
         circular_radii_pix=radii_pix,
         flags=flags.astype(xp.int32),
+        band_flags=sums.band_flags[0],
         background_rms=background_rms,
         segmentation=segmentation,
         images=pixels.images,
@@ -481,6 +537,7 @@ def _no_sources(
         circular_flux=xp.zeros((n_radii, n_bands, 0)),
         circular_flux_err=xp.zeros((n_radii, n_bands, 0)),
         circular_radii_pix=radii_pix, flags=xp.zeros(0, dtype=xp.int32),
+        band_flags=xp.zeros((n_bands, 0), dtype=xp.int32),
         background_rms=background_rms, segmentation=detection.found.segmentation,
         images=pixels.images, valid=pixels.valid,
     )  # fmt: skip
@@ -498,26 +555,3 @@ def _zero_where(stack: Any, where: Any, in_place: bool, xp: Any) -> Any:
         return xp.where(where, xp.float32(0), stack)
     xp.copyto(stack, xp.float32(0), where=where)
     return stack
-
-
-def _plane_sum(stack: Any, index: Sequence[int], xp: Any) -> Any:
-    """Sum of the planes ``stack[index]``, accumulated in place (no copy of the planes)."""
-    total = stack[index[0]].copy()
-    for k in index[1:]:
-        xp.add(total, stack[k], out=total)
-    return total
-
-
-def _background_rms(variances: Any, valid: Any, xp: Any) -> Any:
-    """(n_bands,) median noise per band from the variance plane (NaN for an unusable band).
-
-    The median runs over every 4th pixel in each direction: plenty for a noise level, and 16x
-    cheaper on a full tile.
-    """
-    sparse_var, sparse_valid = variances[:, ::4, ::4], valid[:, ::4, ::4]
-    rms = xp.full(variances.shape[0], xp.nan, dtype=xp.float64)
-    for k in range(variances.shape[0]):
-        usable = sparse_var[k][sparse_valid[k]]
-        if usable.size:
-            rms[k] = float(xp.sqrt(xp.median(usable)))
-    return rms

@@ -1,4 +1,9 @@
-"""The photometry of a tile is the catalogue v0.1 wrote (frozen fixture, code before issue 15)."""
+"""The photometry of a tile is the catalogue v0.1 wrote (frozen fixture, code before issue 15).
+
+One deliberate change since (issue 18): ``NEIGHBOURS`` counts kept sources only (v0.1 counted
+every raw detection, noise peaks dropped by the S/N cut included), so the bit may only have
+been cleared; every other column and bit is unchanged.
+"""
 
 from pathlib import Path
 
@@ -6,10 +11,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from csst_photoz.io import read_tile_zarr
-from csst_photoz.photometry import PhotometryConfig
+from csst_photoz.photometry import PhotometryConfig, SourceFlag
 from csst_photoz.photometry.tile_photometry import measure_tile
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "v0_1"
+NEIGHBOURS = int(SourceFlag.NEIGHBOURS)
 
 
 def test_the_v0_1_tile_gives_the_photometry_of_the_v0_1_run():
@@ -22,8 +28,9 @@ def test_the_v0_1_tile_gives_the_photometry_of_the_v0_1_run():
         shared
     )
     for name in shared:
-        np.testing.assert_array_equal(
-            table[name].to_numpy(zero_copy_only=False),
-            written[name].to_numpy(zero_copy_only=False),
-            err_msg=name,
-        )
+        now = table[name].to_numpy(zero_copy_only=False)
+        then = written[name].to_numpy(zero_copy_only=False)
+        if name == "flags":
+            assert not np.any(now & ~then & NEIGHBOURS), "NEIGHBOURS may only have been cleared"
+            now, then = now & ~NEIGHBOURS, then & ~NEIGHBOURS
+        np.testing.assert_array_equal(now, then, err_msg=name)
