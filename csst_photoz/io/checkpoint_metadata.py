@@ -32,6 +32,8 @@ __all__ = [
     "DomainReference",
     "FluxInput",
     "InputDeclaration",
+    "PzCalibration",
+    "PzRecord",
     "SigmaCalibration",
     "SplitRecord",
     "StampInput",
@@ -221,6 +223,84 @@ class SigmaCalibration(_Record):
         return data
 
 
+class PzCalibration(_Record):
+    """Recalibration of a network's p(z), fitted on its validation split (Bordoloi et al. 2010).
+
+    Every galaxy's cumulative distribution ``C(z)`` becomes ``G(C(z))``, with ``G`` the
+    piecewise-linear map through ``(levels[i], pit_cdf[i])``: the empirical cumulative
+    distribution of the probability integral transform (PIT) of the validation galaxies, so
+    that their PIT becomes uniform.
+
+    Attributes
+    ----------
+    levels
+        Increasing knots of ``G`` in [0, 1], starting at 0 and ending at 1.
+    pit_cdf
+        Non-decreasing values of ``G`` at ``levels`` (the fraction of validation PIT values
+        below each level), from 0 to 1.
+    method, split, galaxies, data
+        How, on which split, on how many galaxies and on which data it was fitted.
+    pit_ks_before, pit_ks_after
+        KS distance of the validation PIT to uniform before and after.
+    package_version
+        Package version that fitted it.
+    """
+
+    levels: tuple[float, ...]
+    pit_cdf: tuple[float, ...]
+    method: str | None = None
+    split: str | None = None
+    galaxies: int | None = None
+    data: str | None = None
+    pit_ks_before: float | None = None
+    pit_ks_after: float | None = None
+    package_version: str | None = None
+
+    @model_validator(mode="after")
+    def _monotonic_map(self) -> PzCalibration:
+        levels = list(self.levels)
+        values = list(self.pit_cdf)
+        if len(levels) < 2 or len(levels) != len(values):
+            raise ValueError(
+                f"p(z) calibration needs >= 2 levels and as many pit_cdf values, got "
+                f"{len(levels)} and {len(values)}"
+            )
+        for name, knots, strict in (("levels", levels, True), ("pit_cdf", values, False)):
+            if not all(math.isfinite(v) for v in knots) or knots[0] != 0.0 or knots[-1] != 1.0:
+                raise ValueError(f"p(z) calibration {name} must be finite, from 0 to 1")
+            steps = [b - a for a, b in zip(knots[:-1], knots[1:], strict=True)]
+            if any(step <= 0 if strict else step < 0 for step in steps):
+                kind = "increasing" if strict else "non-decreasing"
+                raise ValueError(f"p(z) calibration {name} must be {kind}")
+        return self
+
+
+class PzRecord(_Record):
+    """What a network's p(z) is: its grid, its head and its recalibration.
+
+    A checkpoint without one (``CheckpointMetadata.pz`` None, every checkpoint written before
+    p(z) heads existed) gives no p(z) and no p(z) columns.
+
+    Attributes
+    ----------
+    kind
+        ``"softmax"`` (probabilities of the grid's bins) or ``"mixture"`` (Gaussian mixture,
+        integrated over the grid's bins).
+    bins
+        Bins of the grid, equal width over ``[z_min, z_max]``.
+    z_min, z_max
+        Range of the grid.
+    calibration
+        Recalibration fitted on the validation split, or None.
+    """
+
+    kind: Literal["softmax", "mixture"]
+    bins: int = Field(gt=1)
+    z_min: float = 0.0
+    z_max: float = Field(gt=0)
+    calibration: PzCalibration | None = None
+
+
 class SplitRecord(_Record):
     """How to redraw a training run's train / validation / test split, and its SHA-256."""
 
@@ -345,6 +425,10 @@ class CheckpointMetadata(_Record):
     domain
         The training domain of the per-galaxy flag (:class:`DomainReference`), or None
         (written before it existed: only missing bands and clamping are flagged).
+    pz
+        The network's p(z) (:class:`PzRecord`: grid, head, recalibration), or None: a network
+        without a p(z) head (every checkpoint written before they existed), which gives no
+        p(z) columns.
     training
         Training provenance, or None when unknown.
     training_data_hash
@@ -369,6 +453,7 @@ class CheckpointMetadata(_Record):
     input_transform: dict[str, Any] = Field(default_factory=dict)
     sigma_calibration: SigmaCalibration | None = None
     domain: DomainReference | None = None
+    pz: PzRecord | None = None
     training: TrainingRecord | None = None
     training_data_hash: str | None = None
     validation_metrics: dict[str, float | int | None] = Field(default_factory=dict)

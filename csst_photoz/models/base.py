@@ -22,9 +22,17 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
-from ..io.checkpoint_metadata import CheckpointMetadata, DomainReference, SigmaCalibration
+from ..io.checkpoint_metadata import (
+    CheckpointMetadata,
+    DomainReference,
+    PzCalibration,
+    PzRecord,
+    SigmaCalibration,
+)
+from ..pz.grid import recalibrate
 from .domain import FLAG_DTYPE, DomainCheck, clamp_estimates
 from .layers import keras_parameter_count
+from .pz_head import PzConfig, bin_probabilities
 from .uncertainty import Prediction
 
 __all__ = [
@@ -55,11 +63,16 @@ class PhotoZEstimate(NamedTuple):
         width of the trained range when the model has a domain reference.
     flag
         (n,) uint16 domain flag (:class:`~csst_photoz.models.domain.DomainFlag` bits).
+    pz
+        (n, bins) float32 probability of each bin of the model's p(z) grid (rows sum to 1,
+        recalibrated when the model has a p(z) calibration), or None: a model without a p(z)
+        head, or ``predict(..., pz=False)``. Not clamped: it is the network's distribution.
     """
 
     z: npt.NDArray[np.float32]
     z_err: npt.NDArray[np.float32]
     flag: npt.NDArray[np.uint16]
+    pz: npt.NDArray[np.float32] | None = None
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -151,7 +164,48 @@ class PhotoZModel(nn.Module):
         self.sigma_calibration: SigmaCalibration | None = None
         #: The metadata of the checkpoint this model was loaded from or last saved to, or None.
         self.checkpoint_metadata: CheckpointMetadata | None = None
+        #: Recalibration of the p(z) (`set_pz_calibration`), or None.
+        self.pz_calibration: PzCalibration | None = None
         self._domain = DomainCheck(None)
+
+    @property
+    def pz_config(self) -> PzConfig | None:
+        """The p(z) head's configuration, or None for a network without one."""
+        return getattr(self.config, "pz", None)
+
+    @property
+    def pz_record(self) -> PzRecord | None:
+        """What the checkpoint states about the p(z): grid, head kind, recalibration (or None)."""
+        config = self.pz_config
+        if config is None:
+            return None
+        return PzRecord(
+            kind=config.kind,
+            bins=config.bins,
+            z_min=config.z_min,
+            z_max=config.z_max,
+            calibration=self.pz_calibration,
+        )
+
+    def set_pz_calibration(self, calibration: PzCalibration | Mapping[str, Any] | None) -> None:
+        """Set (or, with None, remove) the p(z) recalibration; it is saved in the checkpoint.
+
+        Parameters
+        ----------
+        calibration
+            A `PzCalibration` (:func:`csst_photoz.pz.calibration.fit_pz_calibration`) or its
+            dict.
+
+        Raises
+        ------
+        ValueError
+            If the model has no p(z) head, or the record is invalid.
+        """
+        if calibration is not None and self.pz_config is None:
+            raise ValueError(f"this {self.variant} network has no p(z) head to calibrate")
+        if calibration is not None and not isinstance(calibration, PzCalibration):
+            calibration = PzCalibration.model_validate(json_ready(dict(calibration)))
+        self.pz_calibration = calibration
 
     @property
     def domain(self) -> DomainReference | None:
@@ -228,7 +282,7 @@ class PhotoZModel(nn.Module):
 
     def paper_parameter_count(self) -> int:
         """Parameters of the point-estimate network, counted as Keras (and the paper) count."""
-        return keras_parameter_count(self, exclude=("sigma_head",))
+        return keras_parameter_count(self, exclude=("sigma_head", "pz_head"))
 
     def sigma_head_parameter_count(self) -> int:
         """Parameters of the uncertainty head, counted separately."""
@@ -246,6 +300,7 @@ class PhotoZModel(nn.Module):
         *,
         batch_size: int = 4096,
         seed: int | None = None,
+        pz: bool = True,
     ) -> PhotoZEstimate:
         """Redshifts and uncertainties from raw catalogue values and raw stamps.
 
@@ -263,13 +318,16 @@ class PhotoZModel(nn.Module):
             Rows per forward pass (run on the model's device; move the model to choose).
         seed
             Seed of the stamp-padding noise (the stamp transform's seed if None).
+        pz
+            Return the p(z) (for a model with a p(z) head; ``bins`` floats per galaxy).
 
         Returns
         -------
         PhotoZEstimate
             NumPy ``z``, ``z_err`` and ``flag`` of length n; ``z_err`` includes the calibration
             factor `sigma_scale`; with a domain reference ``z`` is clamped to the trained range
-            and ``z_err`` capped (:mod:`csst_photoz.models.domain`, flag ``CLAMPED``).
+            and ``z_err`` capped (:mod:`csst_photoz.models.domain`, flag ``CLAMPED``); ``pz``
+            the recalibrated bin probabilities, or None.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -283,6 +341,8 @@ class PhotoZModel(nn.Module):
             generator = torch.Generator(device=run_on).manual_seed(stream_seed)
         z = np.empty(n, dtype=np.float32)
         z_err = np.empty(n, dtype=np.float32)
+        pz_config = self.pz_config if pz else None
+        probabilities = None if pz_config is None else np.empty((n, pz_config.bins), np.float32)
         was_training = self.training
         self.eval()
         try:
@@ -296,6 +356,9 @@ class PhotoZModel(nn.Module):
                         out = self(**batch)
                     z[start:stop] = out.z.float().cpu().numpy()
                     z_err[start:stop] = out.log_sigma.float().exp().cpu().numpy()
+                    if probabilities is not None:
+                        mass = bin_probabilities(pz_config, out.pz)
+                        probabilities[start:stop] = mass.cpu().numpy()
         finally:
             self.train(was_training)
         z_err *= np.float32(self.sigma_scale)
@@ -306,7 +369,11 @@ class PhotoZModel(nn.Module):
             inputs["flux_errors"] if flux_inputs else None,
             n,
         )
-        return PhotoZEstimate(z=z, z_err=z_err, flag=(flag | clamped).astype(FLAG_DTYPE))
+        if probabilities is not None and self.pz_calibration is not None:
+            probabilities = recalibrate(probabilities, self.pz_calibration).astype(np.float32)
+        return PhotoZEstimate(
+            z=z, z_err=z_err, flag=(flag | clamped).astype(FLAG_DTYPE), pz=probabilities
+        )
 
     def _check_inputs(self, inputs: Mapping[str, Any]) -> int:
         missing = [name for name, value in inputs.items() if value is None]

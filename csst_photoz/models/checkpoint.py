@@ -6,7 +6,8 @@ The file format lives in :mod:`csst_photoz.io.checkpoint_file` (safetensors or a
 :class:`~csst_photoz.io.checkpoint_metadata.CheckpointMetadata`, format version 2, version 1
 still read). This module turns models into files and back: `save_model` records the architecture and
 its configuration, the bands, what the network reads (``inputs``), a readable copy of the
-input transform, the uncertainty calibration, the training provenance, validation metrics and
+input transform, the uncertainty calibration, the p(z) head and its recalibration
+(``pz``: None for a network without one), the training provenance, validation metrics and
 the package version; `load_model` rebuilds the network and hangs the metadata on it as
 ``model.checkpoint_metadata``, so saving it again keeps everything. `load_model` refuses, with a
 `CheckpointError` naming the file: an unreadable, truncated or corrupted file (including a
@@ -171,6 +172,7 @@ def save_model(
         input_transform=json_ready(model.input_transform_constants()),
         sigma_calibration=model.sigma_calibration,
         domain=model.domain,
+        pz=model.pz_record,
         training=record,
         training_data_hash=training_data_hash,
         validation_metrics=json_ready(dict(validation_metrics or {})),
@@ -254,7 +256,16 @@ def load_model(
             f"{file}: a {model.variant} network reads {list(model.input_names)}, but its "
             f"declared inputs are fluxes={declared[0]}, stamps={declared[1]}"
         )
+    stated, built = metadata.pz, model.pz_record
+    if (stated is None) != (built is None) or (
+        stated is not None and stated.model_copy(update={"calibration": None}) != built
+    ):
+        raise CheckpointError(
+            f"{file}: its metadata states the p(z) {stated!r}, its network configuration "
+            f"builds {built!r}"
+        )
     model.set_sigma_calibration(metadata.sigma_calibration)
+    model.set_pz_calibration(stated.calibration if stated is not None else None)
     model.set_domain(metadata.domain)
     model.checkpoint_metadata = metadata
     return model.to(map_location).eval()

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .base import PhotoZModel
 from .layers import ConvBlock, keras_init
+from .pz_head import PzConfig, PzHead
 from .stamp_transform import STAMP_SIZE, Scaling, StampTransform
 from .uncertainty import DEFAULT_SIGMA_HIDDEN, Prediction, UncertaintyHead
 
@@ -53,7 +54,12 @@ class CNNConfig:
         Units of the dense layer after global pooling (40).
     sigma_hidden
         Hidden units of the uncertainty head.
+    pz
+        The p(z) head (:class:`~csst_photoz.models.pz_head.PzConfig`), or None: no p(z) (the
+        default, so configurations saved before p(z) heads existed rebuild unchanged).
     """
+
+    nested_configs: ClassVar[dict[str, type]] = {"pz": PzConfig}
 
     bands: tuple[str, ...]
     background_rms: tuple[float, ...]
@@ -63,6 +69,7 @@ class CNNConfig:
     pad_seed: int = 0
     dense_width: int = 40
     sigma_hidden: int = DEFAULT_SIGMA_HIDDEN
+    pz: PzConfig | None = None
 
     def __post_init__(self) -> None:
         """Check the band list against the noise levels."""
@@ -177,6 +184,8 @@ class CNN(PhotoZModel):
         Crop/pad and scaling (:class:`~csst_photoz.models.stamp_transform.StampTransform`).
     trunk, head, sigma_head
         Convolutions to ``Dense 40``, ``Dense 1`` for z, and the uncertainty head.
+    pz_head
+        The p(z) head (:class:`~csst_photoz.models.pz_head.PzHead`), or None.
     """
 
     architecture: ClassVar[str] = "cnn"
@@ -190,6 +199,7 @@ class CNN(PhotoZModel):
         self.head = nn.Linear(config.dense_width, 1)
         keras_init(self)
         self.sigma_head = UncertaintyHead(config.dense_width, config.sigma_hidden)
+        self.pz_head = None if config.pz is None else PzHead(config.dense_width, config.pz)
 
     def input_transform_constants(self) -> dict[str, Any]:
         """Stamp size, noise levels, scaling and padding seed."""
@@ -200,9 +210,10 @@ class CNN(PhotoZModel):
         return self.trunk(self.stamp_transform(stamps, generator=generator))
 
     def forward(self, stamps: Tensor, *, generator: torch.Generator | None = None) -> Prediction:
-        """Raw (n, bands, H, W) stamps in electrons -> (n,) z and log sigma."""
+        """Raw (n, bands, H, W) stamps in electrons -> (n,) z and log sigma (and p(z) output)."""
         hidden = self.hidden(stamps, generator=generator)
-        return Prediction(self.head(hidden).squeeze(-1), self.sigma_head(hidden))
+        pz = None if self.pz_head is None else self.pz_head(hidden.float())
+        return Prediction(self.head(hidden).squeeze(-1), self.sigma_head(hidden), pz)
 
 
 def stamp_transform_constants(transform: StampTransform) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from .cnn import CNN, CNNConfig, CNNTrunk, stamp_transform_constants
 from .features import FluxFeatures, n_flux_features
 from .layers import DenseBlock, keras_init
 from .mlp import MLP, MLPConfig, MLPTrunk, flux_transform_constants
+from .pz_head import PzConfig, PzHead
 from .uncertainty import DEFAULT_SIGMA_HIDDEN, Prediction, UncertaintyHead
 
 __all__ = ["Hybrid", "HybridConfig"]
@@ -49,9 +50,16 @@ class HybridConfig:
         Hidden units of the uncertainty head.
     freeze_pretrained
         Freeze the paper's transfer layers (hybrid transfer).
+    pz
+        The hybrid's own p(z) head on its last 80-unit layer, or None (no p(z)); the
+        branches' ``pz`` describe the heads they were trained with and are unused here.
     """
 
-    nested_configs: ClassVar[dict[str, type]] = {"mlp": MLPConfig, "cnn": CNNConfig}
+    nested_configs: ClassVar[dict[str, type]] = {
+        "mlp": MLPConfig,
+        "cnn": CNNConfig,
+        "pz": PzConfig,
+    }
 
     mlp: MLPConfig
     cnn: CNNConfig
@@ -59,6 +67,7 @@ class HybridConfig:
     n_head_blocks: int = 6
     sigma_hidden: int = DEFAULT_SIGMA_HIDDEN
     freeze_pretrained: bool = False
+    pz: PzConfig | None = None
 
     def __post_init__(self) -> None:
         """Check that both branches see the same bands."""
@@ -92,6 +101,8 @@ class Hybrid(PhotoZModel):
         The two branches up to their last 40-unit layers.
     head_blocks, head, sigma_head
         The ``Dense 80`` blocks, ``Dense 1`` for z, and the uncertainty head.
+    pz_head
+        The p(z) head (:class:`~csst_photoz.models.pz_head.PzHead`), or None.
     """
 
     architecture: ClassVar[str] = "hybrid"
@@ -114,6 +125,7 @@ class Hybrid(PhotoZModel):
         self.head = nn.Linear(config.head_width, 1)
         keras_init(self)
         self.sigma_head = UncertaintyHead(config.head_width, config.sigma_hidden)
+        self.pz_head = None if config.pz is None else PzHead(config.head_width, config.pz)
         if config.freeze_pretrained:
             for module in self.transfer_frozen():
                 module.requires_grad_(False)
@@ -129,11 +141,12 @@ class Hybrid(PhotoZModel):
         head_width: int = 80,
         n_head_blocks: int = 6,
         sigma_hidden: int = DEFAULT_SIGMA_HIDDEN,
+        pz: PzConfig | None = None,
     ) -> Hybrid:
         """Hybrid transfer: a hybrid initialised from a trained MLP and CNN.
 
         Copies (not shares) both branches' weights, batch-norm statistics and input transforms;
-        the head and the uncertainty head start fresh.
+        the head, the uncertainty head and the p(z) head start fresh.
 
         Parameters
         ----------
@@ -144,6 +157,9 @@ class Hybrid(PhotoZModel):
             merely initialised from the branches.
         head_width, n_head_blocks, sigma_hidden
             Head sizes.
+        pz
+            The hybrid's p(z) head; default: that of the MLP (else the CNN), so branches
+            trained with p(z) heads give a hybrid with one (None when neither has one).
 
         Returns
         -------
@@ -157,6 +173,7 @@ class Hybrid(PhotoZModel):
             n_head_blocks=n_head_blocks,
             sigma_hidden=sigma_hidden,
             freeze_pretrained=freeze,
+            pz=pz if pz is not None else (mlp.config.pz or cnn.config.pz),
         )
         device = next(mlp.parameters()).device
         hybrid = cls(config).to(device)
@@ -214,4 +231,5 @@ class Hybrid(PhotoZModel):
         stamp_hidden = self.cnn_trunk(self.stamp_transform(stamps, generator=generator))
         with full_precision:
             hidden = self.head_blocks(torch.cat([flux_hidden, stamp_hidden.float()], dim=1))
-            return Prediction(self.head(hidden).squeeze(-1), self.sigma_head(hidden))
+            pz = None if self.pz_head is None else self.pz_head(hidden)
+            return Prediction(self.head(hidden).squeeze(-1), self.sigma_head(hidden), pz)

@@ -26,6 +26,7 @@ from .features import (
     n_flux_features,
 )
 from .layers import DenseBlock, keras_init
+from .pz_head import PzConfig, PzHead
 from .uncertainty import DEFAULT_SIGMA_HIDDEN, Prediction, UncertaintyHead
 
 __all__ = ["MLP", "MLPConfig", "MLPTrunk", "flux_transform_constants"]
@@ -53,7 +54,12 @@ class MLPConfig:
         Missing-band feature layout: ``"propagate"`` (``3N - 1`` features, NaN propagates; the
         default, so configurations saved before the layout existed rebuild unchanged) or
         ``"indicator"`` (``4N - 1`` features, never NaN; what training builds).
+    pz
+        The p(z) head (:class:`~csst_photoz.models.pz_head.PzConfig`), or None: no p(z) (the
+        default, so configurations saved before p(z) heads existed rebuild unchanged).
     """
+
+    nested_configs: ClassVar[dict[str, type]] = {"pz": PzConfig}
 
     bands: tuple[str, ...]
     limiting_flux: tuple[float, ...]
@@ -62,6 +68,7 @@ class MLPConfig:
     log_floor: float = DEFAULT_LOG_FLOOR
     sigma_hidden: int = DEFAULT_SIGMA_HIDDEN
     missing: MissingLayout = "propagate"
+    pz: PzConfig | None = None
 
     def __post_init__(self) -> None:
         """Check the band list against the limits and the layer sizes."""
@@ -127,6 +134,8 @@ class MLP(PhotoZModel):
         ``model.features.fit(fluxes, flux_errors)`` on the training set before training.
     trunk, head, sigma_head
         Hidden layers, ``Dense 1`` for z, and the uncertainty head.
+    pz_head
+        The p(z) head (:class:`~csst_photoz.models.pz_head.PzHead`), or None.
     """
 
     architecture: ClassVar[str] = "mlp"
@@ -144,6 +153,7 @@ class MLP(PhotoZModel):
         self.head = nn.Linear(config.width, 1)
         keras_init(self)
         self.sigma_head = UncertaintyHead(config.width, config.sigma_hidden)
+        self.pz_head = None if config.pz is None else PzHead(config.width, config.pz)
 
     def input_transform_constants(self) -> dict[str, Any]:
         """Limiting fluxes, log floor and the fitted feature statistics."""
@@ -154,9 +164,10 @@ class MLP(PhotoZModel):
         return self.trunk(self.features(fluxes, flux_errors))
 
     def forward(self, fluxes: Tensor, flux_errors: Tensor) -> Prediction:
-        """Raw (n, N) fluxes and errors -> (n,) z and log sigma."""
+        """Raw (n, N) fluxes and errors -> (n,) z and log sigma (and the p(z) head's output)."""
         hidden = self.hidden(fluxes, flux_errors)
-        return Prediction(self.head(hidden).squeeze(-1), self.sigma_head(hidden))
+        pz = None if self.pz_head is None else self.pz_head(hidden)
+        return Prediction(self.head(hidden).squeeze(-1), self.sigma_head(hidden), pz)
 
 
 def flux_transform_constants(features: FluxFeatures) -> dict[str, Any]:

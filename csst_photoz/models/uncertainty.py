@@ -44,10 +44,14 @@ class Prediction(NamedTuple):
         (n,) point estimate of the redshift.
     log_sigma
         (n,) natural log of the 1-sigma redshift uncertainty.
+    pz
+        (n, n_outputs) raw output of the p(z) head (:mod:`csst_photoz.models.pz_head`), or
+        None for a network without one.
     """
 
     z: Tensor
     log_sigma: Tensor
+    pz: Tensor | None = None
 
 
 class UncertaintyHead(nn.Module):
