@@ -8,14 +8,18 @@ all bands, with u missing (NaN) and with NUV and u missing::
     python benchmarks/band_dropout.py --n 12000 --epochs 15 --dropout 0 0.05 0.15
 
 prints one line per setting and case: sigma_NMAD and the outlier fraction (|dz| / (1 + z) >
-0.15).
+0.15), and writes the table to ``benchmarks/results/band_dropout.{json,md}`` (``--out``
+elsewhere).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +30,9 @@ from csst_photoz.models import load_model
 from csst_photoz.sim.catalog import simulate_catalog
 from csst_photoz.sim.selection import select_snr
 from csst_photoz.training import DataColumns, TrainingConfig, split_rows, train_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import cpu_model, write_results
 
 BANDS = ("NUV", "u", "g", "r", "i", "z", "y")
 CASES = {"all bands": (), "u missing": ("u",), "NUV+u missing": ("NUV", "u")}
@@ -45,14 +52,37 @@ def _table(n: int, seed: int) -> pa.Table:
     return pa.table(columns)
 
 
-def main() -> None:
-    """Run the measurement and print the table."""
+def _markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "# Band dropout: the MLP with every band and with bands missing",
+        "",
+        f"`{result['command']}` on {result['cpu']}, {result['date']}: "
+        f"{result['n_selected']} selected galaxies, {result['n_test']} test rows, "
+        f"{result['epochs']} epochs per setting.",
+        "",
+        "| band_dropout | case | sigma_NMAD | outliers |",
+        "|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"| {row['band_dropout']:.2f} | {row['case']} | {row['sigma_nmad']:.4f} | "
+            f"{100 * row['outlier_fraction']:.2f} % |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the measurement, write and return the table; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=12000, help="galaxies simulated")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--dropout", type=float, nargs="+", default=[0.0, 0.05, 0.15])
     parser.add_argument("--seed", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "results",
+        help="results folder (default benchmarks/results)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
     table = _table(args.n, args.seed)
     names = DataColumns(bands=BANDS, flux="f_{band}", flux_err="e_{band}", redshift="redshift")
     split = split_rows(table.num_rows, seed=args.seed)
@@ -60,7 +90,7 @@ def main() -> None:
     z = table["redshift"].to_numpy()[test]
     fluxes = np.stack([table[f"f_{b}"].to_numpy()[test] for b in BANDS], axis=1)
     errors = np.stack([table[f"e_{b}"].to_numpy()[test] for b in BANDS], axis=1)
-    print(f"{table.num_rows} selected galaxies, {test.size} test")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "set.parquet"
         pq.write_table(table, path)
@@ -77,10 +107,28 @@ def main() -> None:
                 for band in missing:
                     given[:, BANDS.index(band)] = np.nan
                 pred = model.predict(given, errors).z
-                print(
-                    f"band_dropout {dropout:4.2f}  {case:14s}  sigma_NMAD "
-                    f"{sigma_nmad(z, pred):.4f}  eta {outlier_fraction(z, pred):.2%}"
+                rows.append(
+                    {
+                        "band_dropout": dropout,
+                        "case": case,
+                        "sigma_nmad": float(sigma_nmad(z, pred)),
+                        "outlier_fraction": float(outlier_fraction(z, pred)),
+                    }
                 )
+    command = "python benchmarks/band_dropout.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    output = {
+        "command": command.strip(),
+        "cpu": cpu_model(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "n_selected": table.num_rows,
+        "n_test": int(test.size),
+        "epochs": args.epochs,
+        "rows": rows,
+    }
+    write_results(args.out, "band_dropout", output, _markdown(output))
+    return output
 
 
 if __name__ == "__main__":

@@ -12,18 +12,29 @@ error (the MLP needs finite inputs; the baselines read ``F <= 0`` as a missing b
 
 Methods, all fitted on the training file only:
 
-* ``mlp``: `csst_photoz.training.train_model` (defaults, ``test_fraction=0`` so every training
-  row is used: 90 % train, 10 % validation) for ``--epochs`` epochs on ``--threads`` threads;
+* ``mlp`` (``--recipe early-stopping``, the default of ``--table``) and ``mlp-paper``
+  (``--recipe paper``: 150 epochs, keeping the best): the project's MLP **through the command
+  line, with its defaults**, as a user runs it on the two files written as Parquet tables of
+  magnitudes (99 = missing, RAIL's non-detections)::
+
+      csst-photoz train mlp --table dc2_train.parquet --bands u,g,r,i,z,y \
+          --flux-columns 'mag_{band}_lsst' --error-columns 'mag_err_{band}_lsst' \
+          --flux-unit ABmag --redshift-column redshift --id-column row --out mlp.pt
+      csst-photoz predict --checkpoint mlp.pt --table dc2_test.parquet --out photoz.parquet
+
+  (``--table`` holds no test rows back: 90 % train, 10 % validation);
 * ``gbr`` / ``knn``: `csst_photoz.evaluation.baselines` (tuned on their own 20 % validation
-  part of the training file; see that module).
+  part of the training file; see that module), on the fluxes above (a non-detection, ``F = 0``,
+  is a missing band for them too).
 
 Run::
 
-    python benchmarks/baselines_dc2.py --epochs 20 --threads 2
+    python benchmarks/baselines_dc2.py --threads 2
 
 It prints a table of sigma_NMAD, outlier fraction (``|dz| / (1 + z) > 0.15``) and bias on the
-test file and writes ``benchmarks/results/baselines_dc2.{md,json}``. ``--rows N`` uses the first
-N rows of each file and ``--data-dir`` another folder with the two files (the smoke test).
+test file and writes ``benchmarks/results/baselines_dc2.{md,json}``. ``--recipe`` picks one MLP
+recipe (default both), ``--epochs N`` caps the MLP's epochs, ``--rows N`` uses the first N rows of
+each file and ``--data-dir`` another folder with the two files (the smoke test).
 """
 
 from __future__ import annotations
@@ -87,38 +98,59 @@ def dc2_fluxes(mag: Any, mag_err: Any) -> tuple[Any, Any]:
     return flux, error
 
 
-def _write_parquet(path: Path, flux: Any, error: Any, z: Any) -> None:
+def _write_magnitudes(path: Path, data: dict[str, Any]) -> None:
+    """The DC2 columns as a Parquet table, as a user would hand them to ``csst-photoz``."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = {"redshift": pa.array(z)}
+    columns = {"row": pa.array(np.arange(data["z"].size)), "redshift": pa.array(data["z"])}
     for k, band in enumerate(BANDS):
-        columns[f"flux_{band}"] = pa.array(flux[:, k])
-        columns[f"flux_err_{band}"] = pa.array(error[:, k])
+        columns[f"mag_{band}_lsst"] = pa.array(data["mag"][:, k])
+        columns[f"mag_err_{band}_lsst"] = pa.array(data["mag_err"][:, k])
     pq.write_table(pa.table(columns), path)
 
 
-def train_mlp(table: Path, out: Path, epochs: int) -> dict[str, Any]:
-    """Train the project's MLP on ``table`` (all rows: ``test_fraction=0``) into ``out``.
+def mlp_through_cli(
+    train: Path, test: Path, work: Path, recipe: str, epochs: int | None, threads: int
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Train the MLP on ``train`` and predict ``test`` with ``csst-photoz`` as a user runs it.
 
-    A training state beside ``out`` (``--workdir`` of an interrupted run) is resumed.
+    Returns the test rows' ``z``, ``z_err`` (in the test file's row order) and a record of the
+    run (epochs, best epoch, seconds). A training state left in ``work`` is resumed.
     """
-    from csst_photoz.training import TrainingConfig, train_model
-    from csst_photoz.training.config import DataColumns
+    import numpy as np
+    import pyarrow.parquet as pq
 
-    config = TrainingConfig(
-        test_fraction=0.0,
-        max_epochs=epochs,
-        progress=False,
-        columns=DataColumns(bands=BANDS, flux="flux_{band}", flux_err="flux_err_{band}"),
-    )
-    result = train_model("mlp", table, config, out, device="cpu")
-    return {
-        "epochs": result.epochs_completed,
-        "best_epoch": result.best_epoch,
-        # summed from the log, so that a run resumed from ``out``'s state counts all epochs
-        "seconds": round(sum(record["seconds"] for record in result.history), 1),
+    from csst_photoz.cli import main as cli
+    from csst_photoz.models.checkpoint import read_metadata
+    from csst_photoz.training.log import read_log
+
+    checkpoint = work / f"mlp_{recipe}.pt"
+    columns = [
+        "--bands", ",".join(BANDS), "--flux-columns", "mag_{band}_lsst",
+        "--error-columns", "mag_err_{band}_lsst", "--flux-unit", "ABmag",
+        "--redshift-column", "redshift", "--id-column", "row",
+    ]  # fmt: skip
+    train_args = ["train", "mlp", "--table", str(train), *columns, "--recipe", recipe]
+    train_args += ["--threads", str(threads), "--quiet", "--out", str(checkpoint)]
+    if epochs is not None:
+        train_args += ["--epochs", str(epochs)]
+    if cli(train_args) != 0:
+        raise RuntimeError(f"csst-photoz {' '.join(train_args)} failed")
+    predictions = work / f"photoz_{recipe}.parquet"
+    predict_args = ["predict", "--checkpoint", str(checkpoint), "--table", str(test)]
+    if cli([*predict_args, "--out", str(predictions)]) != 0:
+        raise RuntimeError(f"csst-photoz {' '.join(predict_args)} failed")
+    table = pq.read_table(predictions).to_pydict()
+    order = np.argsort(np.asarray(table["row"]))
+    epochs_run = read_log(checkpoint.with_suffix(".log.jsonl"))
+    run = {
+        "epochs": len(epochs_run),
+        "best_epoch": read_metadata(checkpoint).validation_metrics["epoch"],
+        "seconds": round(sum(record["seconds"] for record in epochs_run), 1),
     }
+    return np.asarray(table["z_mlp"])[order], np.asarray(table["z_mlp_err"])[order], run
 
 
 def _metrics(z_true: Any, z_pred: Any, sigma: Any) -> dict[str, float]:
@@ -159,8 +191,14 @@ def _markdown(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the comparison; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=20, help="MLP epochs (default 20)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="cap on the MLP's epochs (default: the recipe's)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument(
+        "--recipe", choices=("early-stopping", "paper"), action="append", default=None,
+        help="MLP recipe (repeatable; default both)",
+    )  # fmt: skip
     parser.add_argument("--rows", type=int, default=None, help="first N rows of each file")
     parser.add_argument("--no-mlp", action="store_true", help="baselines only")
     parser.add_argument(
@@ -175,13 +213,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     pin_threads(args.threads)
 
-    import numpy as np
-    import torch
-
     from csst_photoz.evaluation.baselines import GradientBoostingBaseline, KNNBaseline
-    from csst_photoz.models.checkpoint import load_model
 
-    torch.set_num_threads(args.threads)
     folder = args.data_dir or _data_dir()
     train, test = (load_dc2(folder / name, args.rows) for name in (TRAIN_FILE, TEST_FILE))
     train_flux, train_err = dc2_fluxes(train["mag"], train["mag_err"])
@@ -205,14 +238,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as scratch:
             work = args.workdir or Path(scratch)
             work.mkdir(parents=True, exist_ok=True)
-            table = work / "dc2_train.parquet"
-            _write_parquet(table, train_flux, train_err, train["z"])
-            checkpoint = work / "mlp_dc2.pt"
-            run = train_mlp(table, checkpoint, args.epochs)
-            estimate = load_model(checkpoint).predict(test_flux, test_err)
-            z, sigma = np.asarray(estimate.z), np.asarray(estimate.z_err)
-            methods["mlp"] = {**_metrics(test["z"], z, sigma), "seconds": run["seconds"]}
-            settings["mlp"] = f"{run['epochs']} epochs (best {run['best_epoch']}), defaults"
+            _write_magnitudes(work / "dc2_train.parquet", train)
+            _write_magnitudes(work / "dc2_test.parquet", test)
+            for recipe in args.recipe or ["early-stopping", "paper"]:
+                name = "mlp" if recipe == "early-stopping" else "mlp-paper"
+                z, sigma, run = mlp_through_cli(
+                    work / "dc2_train.parquet", work / "dc2_test.parquet", work,
+                    recipe, args.epochs, args.threads,
+                )  # fmt: skip
+                methods[name] = {**_metrics(test["z"], z, sigma), "seconds": run["seconds"]}
+                settings[name] = (
+                    f"{run['epochs']} epochs (best {run['best_epoch']}), csst-photoz CLI "
+                    f"defaults, --recipe {recipe}"
+                )
+                print(f"{name}: {methods[name]}", flush=True)
 
     command = "`python benchmarks/baselines_dc2.py " + " ".join(
         sys.argv[1:] if argv is None else argv

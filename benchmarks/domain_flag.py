@@ -4,14 +4,17 @@ Draws ``--n`` galaxies (``simulate_catalog``), measures their fluxes as truth pl
 at the expected S/N, trains an MLP on the selected ones (S/N > 10 in g or i) for ``--epochs``,
 and predicts every galaxy: sigma_NMAD, outlier fraction and the share of each `DomainFlag` bit
 for the selected and the fainter galaxies, and the bytes the domain reference adds to the
-checkpoint. ::
+checkpoint; writes them to ``benchmarks/results/domain_flag.{json,md}`` (``--out`` elsewhere)::
 
     python benchmarks/domain_flag.py --n 30000 --epochs 15
 """
 
 import argparse
+import datetime
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +27,9 @@ from csst_photoz.models.domain import DomainFlag
 from csst_photoz.sim.catalog import simulate_catalog
 from csst_photoz.sim.selection import select_snr
 from csst_photoz.training import DataColumns, TrainingConfig, train_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import cpu_model, write_results
 
 
 def _measured(truth: pa.Table, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -38,23 +44,54 @@ def _measured(truth: pa.Table, seed: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return np.stack(fluxes, 1), np.stack(errors, 1), select_snr(snr)
 
 
-def _report(name: str, z: np.ndarray, estimate, rows: np.ndarray) -> None:
+def _row(z: np.ndarray, estimate, rows: np.ndarray) -> dict[str, Any]:
+    """sigma_NMAD, outliers, the share of each flag bit and the ranges of ``rows``."""
     flags = estimate.flag[rows]
-    shares = ", ".join(f"{f.name} {np.mean((flags & f) > 0):.1%}" for f in DomainFlag)
-    print(
-        f"{name}: n={rows.sum()} sigma_NMAD {sigma_nmad(z[rows], estimate.z[rows]):.4f} "
-        f"eta {outlier_fraction(z[rows], estimate.z[rows]):.2%}; {shares}; z in "
-        f"[{estimate.z[rows].min():.2f}, {estimate.z[rows].max():.2f}], "
-        f"max z_err {estimate.z_err[rows].max():.2f}"
-    )
+    return {
+        "n": int(rows.sum()),
+        "sigma_nmad": float(sigma_nmad(z[rows], estimate.z[rows])),
+        "outlier_fraction": float(outlier_fraction(z[rows], estimate.z[rows])),
+        "flag_shares": {f.name: float(np.mean((flags & f) > 0)) for f in DomainFlag},
+        "z_range": [float(estimate.z[rows].min()), float(estimate.z[rows].max())],
+        "max_z_err": float(estimate.z_err[rows].max()),
+    }
 
 
-def main() -> None:
+def _markdown(result: dict[str, Any]) -> str:
+    bits = [f.name for f in DomainFlag]
+    lines = [
+        "# The domain flag on generated galaxies",
+        "",
+        f"`{result['command']}` on {result['cpu']}, {result['date']}: an MLP trained on the "
+        f"paper's selection ({result['epochs']} epochs), every galaxy predicted. The domain "
+        f"reference adds {result['domain_bytes']} bytes of JSON to a "
+        f"{result['checkpoint_bytes']}-byte checkpoint.",
+        "",
+        "| galaxies | n | sigma_NMAD | outliers | " + " | ".join(bits) + " | z range | max z_err |",
+        "|---" * (len(bits) + 6) + "|",
+    ]
+    for name, row in result["groups"].items():
+        shares = " | ".join(f"{100 * row['flag_shares'][b]:.1f} %" for b in bits)
+        low, high = row["z_range"]
+        lines.append(
+            f"| {name} | {row['n']} | {row['sigma_nmad']:.4f} | "
+            f"{100 * row['outlier_fraction']:.2f} % | {shares} | {low:.2f} to {high:.2f} | "
+            f"{row['max_z_err']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the measurement, write and return the results; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=30000)
+    parser.add_argument("--n", type=int, default=30000, help="galaxies simulated")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=11)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "results",
+        help="results folder (default benchmarks/results)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
     truth = simulate_catalog(args.n, seed=args.seed)
     fluxes, errors, selected = _measured(truth, args.seed + 1)
     z = truth["redshift"].to_numpy()
@@ -71,15 +108,25 @@ def main() -> None:
         )  # fmt: skip
         result = train_model("mlp", path, config, Path(tmp) / "mlp.pt")
         model = load_model(result.paths.best)
-        domain_bytes = len(model.checkpoint_metadata.domain.model_dump_json())
-        print(f"domain reference: {domain_bytes} bytes of JSON in a "
-              f"{result.paths.best.stat().st_size}-byte checkpoint")  # fmt: skip
+        checkpoint_bytes = result.paths.best.stat().st_size
     estimate = model.predict(fluxes, errors)
-    _report("selected", z, estimate, selected)
-    _report("fainter (not selected)", z, estimate, ~selected)
+    groups = {"selected": _row(z, estimate, selected)}
+    groups["fainter (not selected)"] = _row(z, estimate, ~selected)
     inside = ~selected & (estimate.flag == 0)
     if inside.sum() > 10:
-        _report("fainter with flag 0", z, estimate, inside)
+        groups["fainter with flag 0"] = _row(z, estimate, inside)
+    command = "python benchmarks/domain_flag.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    output = {
+        "command": command.strip(),
+        "cpu": cpu_model(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "epochs": args.epochs,
+        "domain_bytes": len(model.checkpoint_metadata.domain.model_dump_json()),
+        "checkpoint_bytes": checkpoint_bytes,
+        "groups": groups,
+    }
+    write_results(args.out, "domain_flag", output, _markdown(output))
+    return output
 
 
 if __name__ == "__main__":

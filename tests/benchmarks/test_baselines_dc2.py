@@ -37,7 +37,8 @@ def test_baselines_dc2_writes_a_table_for_every_method(tmp_path):
     _write_dc2_like(tmp_path / "test_dc2_validation_9816.hdf5", rng, 200)
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "baselines_dc2.py"), "--data-dir", str(tmp_path),
-         "--rows", "250", "--epochs", "1", "--threads", "1", "--out", str(tmp_path / "out")],
+         "--rows", "250", "--epochs", "1", "--threads", "1", "--recipe", "early-stopping",
+         "--out", str(tmp_path / "out")],
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -46,6 +47,6 @@ def test_baselines_dc2_writes_a_table_for_every_method(tmp_path):
     assert set(saved["methods"]) == {"gbr", "knn", "mlp"}
     for row in saved["methods"].values():
         assert row["n"] == 200 and 0 <= row["outlier_fraction"] <= 1
-    assert saved["settings"]["mlp"].startswith("1 epochs")
+    assert saved["settings"]["mlp"].startswith("1 epochs (best 1), csst-photoz CLI")
     markdown = (tmp_path / "out" / "baselines_dc2.md").read_text()
     assert "| gbr |" in markdown and "| mlp |" in markdown and markdown in result.stdout
