@@ -2,9 +2,15 @@
 
 One function, :func:`measure_sources`, chains the kernels in the paper's order:
 
+0. usable pixels, one rule for every stage (:func:`.pixels.usable_pixels`: finite image and
+   variance, variance > 0, none of ``bad_mask_bits``); unusable pixels are set to 0;
 1. background: mesh estimate per band (:mod:`.background`), subtracted;
-2. detection on the stack of ``detection_bands`` (the paper: g + r + i + z) with its summed
-   variance (:mod:`.detection`): segmentation, isophotal centroids and shapes;
+2. detection (:mod:`.detection`: segmentation, isophotal centroids and shapes) on the image of
+   the ``detection_bands`` usable at each pixel (:func:`.pixels.detection_image`; the paper's
+   g + r + i + z sum where all are usable): a band missing over part or all of the tile lowers
+   the depth there and removes no source; a tile with no usable detection pixel is an error.
+   The threshold is ``threshold_sigma`` on the matched-filter S/N, or SExtractor's
+   ``detect_thresh`` converted (:func:`.detection.sextractor_threshold`);
 3. Kron radius on the detection image (:func:`.apertures.kron_radius`);
 4. in every band, the elliptical aperture of ``kron_factor`` Kron radii (at least
    ``min_radius_pix`` in circular-equivalent radius) and the fixed circular apertures, with
@@ -17,6 +23,7 @@ One function, :func:`measure_sources`, chains the kernels in the paper's order:
    (a simulated 2048^2 tile of 1,827 galaxies: 22,760 raw; 2,029 after sep's CLEAN at 37%
    purity; 714 after the S/N >= 5 cut at 94.5% purity and as complete as sep to i = 26;
    ``benchmarks/photometry_validation.py``). Set it to 0 to keep every detection.
+   Flags that depend on other sources (``NEIGHBOURS``) are computed against the kept sources.
 
 It is array-library agnostic: give it CuPy arrays and everything runs, and stays, on the GPU
 (the few per-source arrays needed to plan windows are the only transfers). Stamps are cut
@@ -251,8 +258,9 @@ def measure_sources(
     Raises
     ------
     ValueError
-        On mismatched shapes, unknown detection bands or a tile whose detection bands are
-        entirely unusable.
+        On mismatched shapes, unknown detection bands or a tile without a pixel usable in any
+        detection band (:func:`.tile_photometry.measure_tile` raises it as a
+        :class:`~csst_photoz.tile.TileDataError` naming the tile).
     """
     config = config or PhotometryConfig()
     stage = stage or untimed

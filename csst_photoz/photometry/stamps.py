@@ -1,9 +1,10 @@
 """Seven-band stamps around sources, cut on the device the tile lives on.
 
 A stamp is the ``S x S`` window (:mod:`.windows`) whose pixel ``(S // 2, S // 2)`` contains the
-source centre. Pixels outside the tile, or unusable inside it (non-finite or masked), are
-replaced by Gaussian noise of the band's background RMS and the source gets
-:attr:`~.SourceFlag.STAMP_PADDED`.
+source centre. Pixels outside the tile, or unusable inside it (the one rule of
+:func:`.pixels.usable_pixels`; a fully masked band included), are replaced by Gaussian noise of
+the band's background RMS (:func:`.pixels.band_noise`: from the band's variance plane even
+where its pixels are masked) and the source gets :attr:`~.SourceFlag.STAMP_PADDED`.
 
 The padding noise must not depend on the device or the batch, so it does not come from a
 library generator (NumPy's and CuPy's streams differ): each padded pixel's normal deviate is a
@@ -86,7 +87,8 @@ def cut_stamps(
     size
         Stamp side ``S`` (>= 1).
     background_rms
-        (n_bands,) noise level of the padding per band.
+        (n_bands,) noise level of the padding per band (NaN, a band without any noise model:
+        padded with 0).
     keys
         (n,) non-negative integers identifying the sources (e.g. object ids): the padding of a
         stamp depends only on ``(seed, key, band, pixel)``.
@@ -112,6 +114,7 @@ def cut_stamps(
     rms = xp.asarray(background_rms, dtype=xp.float32).reshape(-1)
     if rms.shape[0] != n_bands:
         raise ValueError(f"background_rms needs {n_bands} values, got {rms.shape[0]}")
+    rms = xp.where(xp.isfinite(rms), rms, xp.float32(0))  # a band without a noise model: 0
     x = xp.asarray(x, dtype=xp.float64)
     y = xp.asarray(y, dtype=xp.float64)
     keys = xp.asarray(keys).astype(xp.uint64)
