@@ -1,0 +1,317 @@
+"""The GPU device check: one command, at most 8 minutes, everything the CUDA path needs measured.
+
+Usage::
+
+    python3 benchmarks/gpu_check.py [--wheels .device-wheels] [--budget-s 480] [--tiles 3]
+                                    [--copy-to DIR] [--out benchmarks/results]
+    python3 benchmarks/gpu_check.py --dry-run       # CPU, small sizes (CI runs this)
+
+On a machine with one GPU and Python 3.12 with torch and CuPy (the lent H100/H200), it
+
+1. installs the carried wheels (``benchmarks/prepare_device_wheels.sh``) into a private folder
+   (``pip install --no-index --no-deps --target``) and puts it and the checkout on
+   ``PYTHONPATH`` for every later step;
+2. records the device, driver and versions;
+3. runs the ``gpu``-marked tests (CuPy photometry equals NumPy's, a CUDA run equals the CPU
+   run row for row, torch out-of-memory under the RMM pool names the tile);
+4. makes full 9216 x 9232 tiles with a fast generator (a GalSim-rendered 1024^2 patch,
+   mirror-tiled: ``gpu_check_phases.mirrored_tile``);
+5. times photometry on CuPy (full tile, per stage) against NumPy (quarter tile, per stage),
+   and stamps/s;
+6. times inference per shipped network, fp32 and bf16, at batch 4096;
+7. runs ``csst_photoz.run`` on a ``LocalCUDACluster`` with the shared RMM pool
+   (:mod:`csst_photoz.pipeline.gpu_memory`) over the tiles: galaxies/s, tiles per GPU-hour,
+   shares of read, photometry, stamps, inference and write.
+
+Each step runs in its own process under a timeout cut from one hard budget (default 480 s), so
+a hung or slow step costs only its share and the rest still report. The results (JSON and
+Markdown, with the device, driver and versions, and each step's status) go to
+``--out/gpu_check_<device>.{json,md}`` and, with ``--copy-to``, also there (the lent machine's
+checkout is discarded: copy to ``$OUT``). This script itself imports only the standard library,
+so it starts before anything is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PHASES_SCRIPT = Path(__file__).resolve().parent / "gpu_check_phases.py"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the check: its name, the share of the budget it may use at most, and the
+    seconds it keeps back for itself while earlier steps run (its floor)."""
+
+    name: str
+    cap_s: float
+    floor_s: float
+
+
+#: The steps in order, with their caps and floors in seconds for the 480 s budget (scaled with
+#: ``--budget-s``). Sum of floors: what the last steps keep however long the first ones take.
+STEPS = (
+    Step("setup", 60, 20),
+    Step("environment", 30, 10),
+    Step("tests", 110, 30),
+    Step("tiles", 90, 30),
+    Step("photometry", 110, 40),
+    Step("inference", 60, 20),
+    Step("pipeline", 150, 60),
+)
+
+
+def budget_for(step_index: int, remaining_s: float, scale: float) -> float:
+    """Seconds step ``step_index`` may run: its cap, less what later steps keep back."""
+    later = sum(step.floor_s for step in STEPS[step_index + 1 :]) * scale
+    return max(0.0, min(STEPS[step_index].cap_s * scale, remaining_s - later))
+
+
+def _run(command: list[str], timeout_s: float, env: dict[str, str], log: Path) -> dict[str, Any]:
+    """Run a command under a timeout; its output goes to ``log`` (and the tail to the result)."""
+    start = time.perf_counter()
+    if timeout_s < 1:
+        return {"status": "skipped", "reason": "no time left in the budget", "seconds": 0.0}
+    with log.open("w") as out:
+        try:
+            process = subprocess.run(
+                command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                timeout=timeout_s, check=False,
+            )  # fmt: skip
+            status = "ok" if process.returncode == 0 else f"failed (exit {process.returncode})"
+        except subprocess.TimeoutExpired:
+            status = f"timed out after {timeout_s:.0f} s"
+    tail = log.read_text(errors="replace")[-3000:]
+    return {"status": status, "seconds": time.perf_counter() - start, "log_tail": tail}
+
+
+def _gpu_test_files() -> list[str]:
+    """Test files that hold ``gpu``-marked tests."""
+    files = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if "mark.gpu" in path.read_text(errors="replace"):
+            files.append(str(path.relative_to(ROOT)))
+    return files
+
+
+def _pytest_counts(tail: str) -> dict[str, int]:
+    """Passed / failed / skipped / error counts from pytest's last summary line."""
+    counts = {}
+    for number, word in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", tail):
+        counts[word.rstrip("s") if word.startswith("error") else word] = int(number)
+    collected = re.search(r"(\d+)(?:/\d+)? tests? collected", tail)
+    if collected:
+        counts["collected"] = int(collected.group(1))
+    return counts
+
+
+def _setup(args: argparse.Namespace, timeout_s: float, env: dict[str, str], log: Path) -> dict:
+    wheels = sorted(Path(args.wheels).glob("*.whl")) if args.wheels else []
+    if not wheels:
+        return {"status": "ok", "seconds": 0.0, "note": f"no wheels in {args.wheels}: none"}
+    site = Path(args.site)
+    command = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
+        "--no-compile", "--no-cache-dir", "--upgrade", "--target", str(site),
+        *map(str, wheels),
+    ]  # fmt: skip
+    result = _run(command, timeout_s, env, log)
+    result["wheels"] = [w.name for w in wheels]
+    result["site"] = str(site)
+    return result
+
+
+def _tests(args: argparse.Namespace, timeout_s: float, env: dict[str, str], log: Path) -> dict:
+    files = _gpu_test_files()
+    command = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider"]
+    if args.dry_run:
+        command.append("--collect-only")
+    result = _run([*command, *files], timeout_s, env, log)
+    result["files"] = files
+    result["counts"] = _pytest_counts(result.get("log_tail", ""))
+    return result
+
+
+def _phase(
+    args: argparse.Namespace, name: str, timeout_s: float, env: dict[str, str], log: Path
+) -> dict:
+    command = [sys.executable, str(PHASES_SCRIPT), name, "--work", str(args.work)]
+    command += ["--tiles", str(args.tiles)] + (["--dry-run"] if args.dry_run else [])
+    result = _run(command, timeout_s, env, log)
+    output = args.work / f"{name}.json"
+    if result["status"] == "ok" and output.is_file():
+        result["result"] = json.loads(output.read_text())
+    return result
+
+
+def _device_slug(steps: dict[str, dict], dry_run: bool) -> str:
+    if dry_run:
+        return "dryrun_cpu"
+    device = steps.get("environment", {}).get("result", {}).get("device", {})
+    name = str(device.get("name", "unknown_gpu"))
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "unknown_gpu"
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if isinstance(value, float):
+        return f"{value:,.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: steps with their status, then each measurement."""
+    steps = report["steps"]
+    lines = [
+        f"# GPU device check ({'dry run, CPU' if report['dry_run'] else report['device']})",
+        "",
+        f"Command: `{report['command']}`; budget {report['budget_s']:.0f} s, "
+        f"used {report['wall_s']:.0f} s.",
+        "",
+        "| step | status | seconds |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {n} | {s['status']} | {s.get('seconds', 0):.1f} |" for n, s in steps.items()]
+    env = steps.get("environment", {}).get("result")
+    if env:
+        lines += ["", "## Environment", "", "```", json.dumps(env, indent=1), "```"]
+    tests = steps.get("tests", {})
+    if tests:
+        lines += ["", f"## gpu-marked tests: {tests.get('counts')}", ""]
+    tiles = steps.get("tiles", {}).get("result")
+    if tiles:
+        lines += ["", "## Tiles", "", f"{tiles['generator']}; made in {tiles['wall_s']:.1f} s."]
+    photometry = steps.get("photometry", {}).get("result")
+    if photometry:
+        full = photometry["full_tile"]
+        quarter = photometry["quarter_tile"]
+        gpu = photometry["device"]
+        lines += [
+            "",
+            "## Photometry",
+            "",
+            f"Full tile {photometry['shape']} on {gpu}: {full['seconds']:.2f} s, "
+            f"{full['sources']} sources (first call, kernels compiled: "
+            f"{photometry['first_call_s']:.1f} s); stamps: "
+            f"{photometry['stamps']['stamps_per_s']:,.0f}/s.",
+            "",
+            f"| stage | full tile {gpu} [s] | quarter numpy [s] | quarter {gpu} [s] | speed-up |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for stage, seconds in full["stages_s"].items():
+            lines.append(
+                f"| {stage} | {seconds:.3f} | {quarter['numpy']['stages_s'].get(stage, 0):.3f} "
+                f"| {quarter[gpu]['stages_s'].get(stage, 0):.3f} "
+                f"| {_fmt(quarter['speedup_per_stage'].get(stage, float('nan')))} |"
+            )
+    inference = steps.get("inference", {}).get("result")
+    if inference:
+        lines += [
+            "",
+            f"## Inference (batch {inference['batch']}, {inference['device']})",
+            "",
+            "| network | fp32 galaxies/s | bf16 galaxies/s |",
+            "| --- | --- | --- |",
+        ]
+        for name, row in inference["networks"].items():
+            lines.append(
+                f"| {name} | {row['fp32']['galaxies_per_s']:,.0f} "
+                f"| {row['bf16']['galaxies_per_s']:,.0f} |"
+            )
+    pipeline = steps.get("pipeline", {}).get("result")
+    if pipeline:
+        shares = ", ".join(f"{k} {100 * v:.0f} %" for k, v in pipeline["stage_shares"].items())
+        lines += [
+            "",
+            "## End to end (`csst_photoz.run`)",
+            "",
+            f"{pipeline['cluster']}: {pipeline['tiles_done']} tiles done, "
+            f"{pipeline['tiles_failed']} failed, {pipeline['galaxies']} galaxies in "
+            f"{pipeline['wall_s']:.1f} s: {pipeline['galaxies_per_s']:,.0f} galaxies/s, "
+            f"{pipeline['tiles_per_hour']:,.0f} tiles per hour on one "
+            f"{'CPU worker' if report['dry_run'] else 'GPU'}. Task time: {shares}.",
+        ]
+        if pipeline.get("pool"):
+            lines.append(f"Allocators on the worker: {pipeline['pool']}.")
+    failed = {n: s for n, s in steps.items() if s["status"] != "ok"}
+    for name, step in failed.items():
+        lines += ["", f"## {name}: {step['status']}", "", "```", step.get("log_tail", ""), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--dry-run", action="store_true", help="CPU, small sizes (CI)")
+    parser.add_argument("--budget-s", type=float, default=480.0, help="hard wall-time budget")
+    parser.add_argument("--tiles", type=int, default=3, help="tiles for the end-to-end run")
+    parser.add_argument("--wheels", default=str(ROOT / ".device-wheels"), help="carried wheels")
+    parser.add_argument("--site", default="/tmp/csst_photoz_site", help="where wheels go")
+    parser.add_argument("--work", type=Path, default=None, help="scratch (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--copy-to", type=Path, default=None, help="also copy results here")
+    parser.add_argument(
+        "--steps", nargs="+", choices=[s.name for s in STEPS], default=[s.name for s in STEPS],
+        help="run only these steps (later ones need the tiles of the tiles step)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    start = time.monotonic()
+    scale = args.budget_s / 480.0
+    keep_work = args.work is not None
+    args.work = Path(args.work or tempfile.mkdtemp(prefix="gpu_check_"))
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.dry_run and args.wheels == str(ROOT / ".device-wheels"):
+        args.wheels = None  # CI installs nothing: the environment is already complete
+    env = dict(os.environ)
+    paths = [args.site, str(ROOT)] if args.wheels else [str(ROOT)]
+    env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONUNBUFFERED"] = "1"
+    steps: dict[str, dict] = {}
+    for index, step in enumerate(STEPS):
+        if step.name not in args.steps:
+            continue
+        timeout_s = budget_for(index, args.budget_s - (time.monotonic() - start), scale)
+        log = args.work / f"{step.name}.log"
+        print(f"[gpu_check] {step.name}: up to {timeout_s:.0f} s", flush=True)
+        if step.name == "setup":
+            steps[step.name] = _setup(args, timeout_s, env, log)
+        elif step.name == "tests":
+            steps[step.name] = _tests(args, timeout_s, env, log)
+        else:
+            steps[step.name] = _phase(args, step.name, timeout_s, env, log)
+        print(f"[gpu_check] {step.name}: {steps[step.name]['status']}", flush=True)
+    report = {
+        "benchmark": "gpu_check",
+        "command": "python3 benchmarks/gpu_check.py " + " ".join(sys.argv[1:] if argv is None
+                                                                  else argv),
+        "dry_run": args.dry_run,
+        "budget_s": args.budget_s,
+        "wall_s": time.monotonic() - start,
+        "device": _device_slug(steps, args.dry_run),
+        "steps": steps,
+    }  # fmt: skip
+    stem = f"gpu_check_{report['device']}"
+    markdown = to_markdown(report)
+    for folder in [args.out] + ([args.copy_to] if args.copy_to else []):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        (folder / f"{stem}.md").write_text(markdown)
+    print(markdown)
+    if not keep_work:
+        shutil.rmtree(args.work, ignore_errors=True)
+    return 0 if all(s["status"] == "ok" for s in steps.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
