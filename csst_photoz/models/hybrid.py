@@ -18,7 +18,7 @@ their batch-norm statistics are not updated either (Keras' behaviour for frozen 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -141,7 +141,7 @@ class Hybrid(PhotoZModel):
         head_width: int = 80,
         n_head_blocks: int = 6,
         sigma_hidden: int = DEFAULT_SIGMA_HIDDEN,
-        pz: PzConfig | None = None,
+        pz: PzConfig | None | Literal["branches"] = "branches",
     ) -> Hybrid:
         """Hybrid transfer: a hybrid initialised from a trained MLP and CNN.
 
@@ -158,8 +158,8 @@ class Hybrid(PhotoZModel):
         head_width, n_head_blocks, sigma_hidden
             Head sizes.
         pz
-            The hybrid's p(z) head; default: that of the MLP (else the CNN), so branches
-            trained with p(z) heads give a hybrid with one (None when neither has one).
+            The hybrid's p(z) head (None: none); ``"branches"``: that of the MLP (else the
+            CNN), so branches trained with p(z) heads give a hybrid with one.
 
         Returns
         -------
@@ -173,7 +173,7 @@ class Hybrid(PhotoZModel):
             n_head_blocks=n_head_blocks,
             sigma_hidden=sigma_hidden,
             freeze_pretrained=freeze,
-            pz=pz if pz is not None else (mlp.config.pz or cnn.config.pz),
+            pz=(mlp.config.pz or cnn.config.pz) if pz == "branches" else pz,
         )
         device = next(mlp.parameters()).device
         hybrid = cls(config).to(device)

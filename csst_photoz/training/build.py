@@ -91,7 +91,9 @@ def _mlp_config(
         limits = tuple(estimate_limiting_flux(dataset.flux_errors[train]).tolist())
     if len(limits) != len(dataset.bands):
         raise ValueError(f"{len(limits)} limiting fluxes for bands {dataset.bands}")
-    return MLPConfig(bands=dataset.bands, limiting_flux=limits, missing="indicator")
+    return MLPConfig(
+        bands=dataset.bands, limiting_flux=limits, missing="indicator", pz=config.pz_config()
+    )
 
 
 def _cnn_config(dataset: TrainingSet, config: TrainingConfig) -> CNNConfig:
@@ -108,6 +110,7 @@ def _cnn_config(dataset: TrainingSet, config: TrainingConfig) -> CNNConfig:
         stamp_size=config.stamp_size,
         scaling=config.stamp_scaling,
         pad_seed=config.seed,
+        pz=config.pz_config(),
     )
 
 
@@ -177,13 +180,15 @@ def build_model(
     if recipe.pretrained:
         mlp = _pretrained(config.mlp_checkpoint, "mlp", dataset, split, recipe.name)
         cnn = _pretrained(config.cnn_checkpoint, "cnn", dataset, split, recipe.name)
-        return Hybrid.from_pretrained(mlp, cnn, freeze=True)
+        return Hybrid.from_pretrained(mlp, cnn, freeze=True, pz=config.pz_config())
     if not recipe.reads_fluxes:
         return CNN(_cnn_config(dataset, config))
     model: MLP | Hybrid
     if recipe.reads_stamps:
         hybrid_config = HybridConfig(
-            mlp=_mlp_config(dataset, train, config), cnn=_cnn_config(dataset, config)
+            mlp=_mlp_config(dataset, train, config),
+            cnn=_cnn_config(dataset, config),
+            pz=config.pz_config(),
         )
         model = Hybrid(hybrid_config)
     else:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ import numpy.typing as npt
 from .. import __version__
 from ..cli_options import positive_int
 from ..metrics import calibration_metrics, coverage_scale
+from ..pz import PzGrid, fit_pz_calibration
 
 if TYPE_CHECKING:  # torch is imported on first use (``csst-photoz --help``)
     from ..models import PhotoZModel
@@ -45,6 +47,7 @@ if TYPE_CHECKING:  # torch is imported on first use (``csst-photoz --help``)
 
 __all__ = [
     "METHOD",
+    "MIN_PZ_GALAXIES",
     "add_calibrate_arguments",
     "calibrate_checkpoint",
     "calibrate_model",
@@ -52,6 +55,8 @@ __all__ = [
     "main",
 ]
 
+#: Fewest validation galaxies the p(z) recalibration is fitted on.
+MIN_PZ_GALAXIES = 100
 #: How the factor is fitted (recorded in the checkpoint).
 METHOD = "68.27% quantile of |z - z_true| / sigma on the validation split"
 
@@ -104,12 +109,15 @@ def fit_sigma_calibration(
 def calibrate_model(
     model: PhotoZModel, validation: TensorSet, *, data: str, batch_size: int = 4096
 ) -> dict[str, Any]:
-    """Fit ``model``'s uncertainty factor on validation tensors and set it on the model.
+    """Fit ``model``'s uncertainty factor (and p(z) recalibration) on validation tensors.
 
     The predictions are those of `PhotoZModel.predict` (evaluation mode, float32, the model's
     device), as in `calibrate_checkpoint`; a previous factor is replaced, not compounded. Both
     fit the network's own predictions: the domain reference (and so the clamping) is left out
-    while predicting, and kept on the model.
+    while predicting, and kept on the model. A model with a p(z) head also gets its p(z)
+    recalibration (:func:`csst_photoz.pz.fit_pz_calibration`, on its uncalibrated p(z) of the
+    same galaxies), set as ``model.pz_calibration`` and saved in its checkpoint's ``pz``
+    (with fewer than `MIN_PZ_GALAXIES` galaxies it is left uncalibrated, with a warning).
 
     Parameters
     ----------
@@ -129,6 +137,7 @@ def calibrate_model(
     """
     domain = model.domain
     model.set_domain(None)  # the network's own predictions, unclamped
+    model.set_pz_calibration(None)  # and its own p(z)
     try:
         estimate = model.predict(
             validation.fluxes, validation.flux_errors, validation.stamps, batch_size=batch_size
@@ -138,6 +147,17 @@ def calibrate_model(
     truth = validation.redshift.double().cpu().numpy()
     record = fit_sigma_calibration(truth, estimate.z, estimate.z_err / model.sigma_scale, data=data)
     model.set_sigma_calibration(record)
+    pz = model.pz_config
+    if pz is not None and estimate.pz is not None:
+        if truth.size < MIN_PZ_GALAXIES:
+            warnings.warn(
+                f"{data}: {truth.size} validation galaxies, fewer than {MIN_PZ_GALAXIES}: the "
+                "p(z) is left uncalibrated",
+                stacklevel=2,
+            )
+        else:
+            grid = PzGrid(pz.z_min, pz.z_max, pz.bins)
+            model.set_pz_calibration(fit_pz_calibration(estimate.pz, grid, truth, data=data))
     return record
 
 

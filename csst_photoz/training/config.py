@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -41,6 +41,9 @@ from pydantic import (
 )
 
 from ..config_files import format_validation_error, read_sections
+
+if TYPE_CHECKING:  # torch is imported on first use
+    from ..models.pz_head import PzConfig
 
 __all__ = [
     "EARLY_STOPPING_PATIENCE",
@@ -61,7 +64,14 @@ _RESUMABLE_CHANGES = ("max_epochs", "progress", "eval_batch_size", "mixed_precis
 # settings added after 0.1.0, left out of the fingerprint at their defaults so that a run
 # interrupted under 0.1.0 still resumes; with those defaults its network (the "propagate" feature
 # layout recorded in its state, which band dropout does not apply to) trains as under 0.1.0
-_ADDED_SINCE_0_1 = {"augment": True, "band_dropout": 0.05}
+# (a 0.1.0 state's network has no p(z) head, so the p(z) settings do not change its training)
+_ADDED_SINCE_0_1 = {
+    "augment": True,
+    "band_dropout": 0.05,
+    "pz_head": "softmax",
+    "pz_bins": 200,
+    "pz_weight": 1.0,
+}
 _COLUMNS_ADDED_SINCE_0_1 = {"unit": None, "id": None}
 
 
@@ -223,6 +233,16 @@ class TrainingConfig(_Frozen):
         Copies of each stamp per epoch for the CNN (8: each of the eight rotations/flips once).
     uncertainty_weight
         Weight of the uncertainty head's Gaussian NLL beside the MAE.
+    pz_head
+        The p(z) head of a new network (:mod:`csst_photoz.models.pz_head`): ``"softmax"``
+        (bin probabilities, cross-entropy; the default, chosen with ``benchmarks/pz_heads.py``),
+        ``"mixture"`` (Gaussian mixture) or ``"none"``. It reads the detached last hidden
+        layer, so the point estimate is trained exactly as without it. A hybrid transfer takes
+        it from here too; a resumed run keeps the head its state was built with.
+    pz_bins
+        Bins of the p(z) grid over 0 <= z <= 4.
+    pz_weight
+        Weight of the p(z) head's loss beside the MAE.
     test_fraction, validation_fraction
         Test share of the table's rows (0 allowed: no test set), and validation share of the
         rest: 0.25 and 0.1 give the paper's 10,000 test / 27,000 train / 3,000 validation for
@@ -267,6 +287,9 @@ class TrainingConfig(_Frozen):
     band_dropout: float = Field(default=0.05, ge=0, lt=1)
     dihedral_copies: int = Field(default=8, ge=1, le=8)
     uncertainty_weight: float = Field(default=1.0, ge=0)
+    pz_head: Literal["softmax", "mixture", "none"] = "softmax"
+    pz_bins: int = Field(default=200, gt=1)
+    pz_weight: float = Field(default=1.0, ge=0)
     test_fraction: float = Field(default=0.25, ge=0, lt=1)
     validation_fraction: float = Field(default=0.1, gt=0, lt=1)
     columns: DataColumns = DataColumns()
@@ -324,6 +347,14 @@ class TrainingConfig(_Frozen):
         data = self.model_dump()
         data.update({k: v for k, v in updates.items() if v is not None})
         return TrainingConfig.model_validate(data)
+
+    def pz_config(self) -> PzConfig | None:
+        """The p(z) head of a new network (None for ``pz_head = "none"``)."""
+        from ..models.pz_head import PzConfig
+
+        if self.pz_head == "none":
+            return None
+        return PzConfig(kind=self.pz_head, bins=self.pz_bins)
 
     def fingerprint_dict(self) -> dict[str, Any]:
         """The settings a resumed run must share with the interrupted one (JSON-ready)."""

@@ -9,12 +9,14 @@ as the network's recipe (:mod:`.recipes`) says:
    run (:mod:`.state`) and continue after its last completed epoch;
 3. every epoch: visit ``n_train x copies`` augmented samples (:mod:`.augment`, with
    ``band_dropout`` for networks with missing-band indicators; :mod:`.batches`) with Adam on
-   ``MAE + uncertainty_weight x gaussian_nll``, a progress bar, then validate
+   ``MAE + uncertainty_weight x gaussian_nll (+ pz_weight x the p(z) head's loss)``, a
+   progress bar, then validate
    (:mod:`.validation`; a non-finite validation loss stops the run with an error naming the
    cause), step the learning-rate schedule, keep a copy of the best weights, append a log line
    (:mod:`.log`) and write the training state (with the best weights);
 4. stop after the schedule's epochs or when early stopping says so;
-5. calibrate the best model's uncertainties on the validation tensors in memory
+5. calibrate the best model's uncertainties (and recalibrate its p(z)) on the validation
+   tensors in memory
    (:func:`~csst_photoz.training.calibrate.calibrate_model`; ``calibrate=False`` skips it),
    fit its domain reference on the training rows (:func:`~csst_photoz.models.domain.fit_domain`:
    trained redshift range, selection, colour-space neighbours; the per-galaxy flag and the
@@ -52,6 +54,7 @@ from ..models import PhotoZModel, Prediction, gaussian_nll, load_model, model_cl
 from ..models.base import config_to_dict
 from ..models.domain import fit_domain
 from ..models.precision import bf16_autocast
+from ..models.pz_head import pz_loss
 from .augment import AugmentPlan, augment_batch, epoch_generator
 from .batches import TensorSet, epoch_batches, n_epoch_batches
 from .build import training_metadata
@@ -252,6 +255,9 @@ class _Run:
         mae = (prediction.z - batch.redshift).abs().mean()
         nll = gaussian_nll(prediction, batch.redshift)
         loss = mae + self.config.uncertainty_weight * nll
+        pz = self.module.pz_config
+        if pz is not None:  # the p(z) head reads the detached hidden layer: z is unaffected
+            loss = loss + self.config.pz_weight * pz_loss(pz, out.pz, batch.redshift)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
