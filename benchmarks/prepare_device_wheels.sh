@@ -8,7 +8,8 @@
 # `csst_photoz.run` on a LocalCUDACluster imports (found by tracing the imports of the run,
 # the simulator, the photometry and the inference: benchmarks/gpu_check.py --list-imports),
 # for CPython 3.12 manylinux x86_64, without dependencies (each one is named here), and
-# checks the total against the carry limit. hats/lsdb/hats-import are left out: only
+# checks the total against the carry limit. photutils is for the gpu-marked tests (reference
+# apertures). hats/lsdb/hats-import are left out: only
 # `csst-photoz finalize` imports them, and the check does not run it.
 #
 # Usage: bash benchmarks/prepare_device_wheels.sh [DEST]   (DEST default .device-wheels)
@@ -25,7 +26,7 @@ wheels=(
     tblib==3.2.2 tornado==6.6.1 donfig==0.8.1.post1
     zarr==3.1.6 numcodecs==0.16.6 google-crc32c==1.9.0
     astropy==8.0.2 astropy-iers-data==0.2026.11.16.0.37.44 pyerfa==2.0.1.5
-    galsim==2.8.5 lsstdesc.coord==1.3.1 sep==1.4.1
+    galsim==2.8.5 lsstdesc.coord==1.3.1 sep==1.4.1 photutils==3.0.0
     pydantic==2.13.4 pydantic-core==2.46.4 annotated-types==0.7.0 typing-inspection==0.4.2
     dask-cuda==26.10.0 rmm-cu13==26.10.0 librmm-cu13==26.10.0 rapids-logger==0.3.0
 )
