@@ -94,6 +94,13 @@ class Detections:
     matched-filter S/N in the segment. ``flags`` (int32): :class:`SourceFlag` bits ``BLENDED``
     (split from a shared footprint) and ``FOOTPRINT_TRUNCATED`` (the segment touches the image
     edge or a masked pixel).
+
+    For SExtractor's CLEAN (:mod:`.clean`), in the units of the filtered image ``F``:
+    ``filtered_flux`` (sum of ``F`` over the segment), ``threshold`` (mean detection threshold
+    over the segment, ``threshold_sigma x F / snr``), ``clean_excess`` (SExtractor's
+    ``mthresh``: the ``min_area``-th largest ``F - threshold`` in the segment) and ``abcor``
+    (SExtractor's profile correction from the isophotal areas at the threshold and halfway to
+    the peak, at most 1).
     """
 
     segmentation: Any
@@ -106,6 +113,10 @@ class Detections:
     isophotal_flux: Any
     peak_snr: Any
     flags: Any
+    filtered_flux: Any
+    threshold: Any
+    clean_excess: Any
+    abcor: Any
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -196,7 +207,8 @@ def detect_sources(
         owner = _absorb(xp, owner, basin, edges, min_area)
     core = xp.where(f > core_level[basin], f, 0.0)  # a split source's core: pixels above the split
     sources = _sources(xp, roots, basin, owner, peak_rank)
-    return _measure(xp, image_pix, snr_pix, bad, grid, f, core, sources, footprint)
+    levels = (threshold_sigma, min_area)
+    return _measure(xp, image_pix, snr_pix, bad, grid, f, core, sources, footprint, levels)
 
 
 def _validate(xp, image, variance, mask, kernel, threshold, min_area, cont) -> None:
@@ -445,7 +457,7 @@ def _sources(xp: ModuleType, roots, basin, owner, peak_rank):
     return number[owner[basin]], roots[top][order]
 
 
-def _measure(xp, image_pix, snr_pix, bad, grid, f, core, sources, footprint):
+def _measure(xp, image_pix, snr_pix, bad, grid, f, core, sources, footprint, levels):
     """Measure every source: moments, areas, fluxes, peak S/N, flags, segmentation map.
 
     ``image_pix``, ``snr_pix``, ``f`` and ``core`` hold the footprint pixels' values only.
@@ -473,6 +485,7 @@ def _measure(xp, image_pix, snr_pix, bad, grid, f, core, sources, footprint):
     )
     segmentation = xp.zeros(bad.size, dtype=xp.int32)
     segmentation[pix] = (src + 1).astype(xp.int32)
+    clean = _clean_inputs(xp, image_pix, snr_pix, f, src, n, a, b, levels)
     return Detections(
         segmentation=segmentation.reshape(shape),
         x=x0 + mx,
@@ -484,7 +497,39 @@ def _measure(xp, image_pix, snr_pix, bad, grid, f, core, sources, footprint):
         isophotal_flux=xp.bincount(src, weights=image_pix, minlength=n),
         peak_snr=snr_pix[_argmax_by_group(xp, src, _ranks(xp, snr_pix))[1]],
         flags=flags.astype(xp.int32),
+        **clean,
     )
+
+
+def _clean_inputs(xp, image_pix, snr_pix, f, src, n: int, a, b, levels) -> dict[str, Any]:
+    """Per source, what SExtractor's CLEAN reads (sep's ``analyse`` and ``analysemthresh``)."""
+    threshold_sigma, min_area = levels
+    area = xp.bincount(src, minlength=n).astype(xp.float64)
+    filtered_flux = xp.bincount(src, weights=f, minlength=n)
+    pixel_threshold = threshold_sigma * f / snr_pix  # snr > threshold > 0 on footprints
+    threshold = xp.bincount(src, weights=pixel_threshold, minlength=n) / area
+    # mthresh: the min_area-th largest excess F - threshold in each segment (0 if smaller)
+    excess = f - pixel_threshold
+    order = xp.argsort(src * excess.size + _ranks(xp, -excess))  # by source, excess falling
+    start = xp.searchsorted(src[order], xp.arange(n))
+    pick = xp.minimum(start + (min_area - 1), excess.size - 1)
+    clean_excess = xp.where(area >= min_area, excess[order[pick]], 0.0)
+    # abcor: isophotal areas above the threshold and above halfway to the peak (unfiltered)
+    peak = image_pix[_argmax_by_group(xp, src, _ranks(xp, image_pix))[1]]  # every source has pixels
+    halfway = 0.5 * (threshold + peak)
+    above = xp.bincount(src, weights=(image_pix > threshold[src]).astype(xp.float64), minlength=n)
+    above2 = xp.bincount(src, weights=(image_pix > halfway[src]).astype(xp.float64), minlength=n)
+    ratio = threshold / halfway
+    darea = above2 - above
+    log_ratio = xp.log(xp.where((ratio > 0) & (ratio < 1.0), ratio, 0.99))
+    abcor = xp.where(darea < 0, darea, -1.0) / (2 * np.pi * log_ratio * a * b)
+    abcor = xp.where(ratio > 0, xp.minimum(abcor, 1.0), 1.0)
+    return {
+        "filtered_flux": filtered_flux,
+        "threshold": threshold,
+        "clean_excess": clean_excess,
+        "abcor": abcor,
+    }
 
 
 def _touches(xp: ModuleType, bad, py, px):
@@ -501,7 +546,8 @@ def _touches(xp: ModuleType, bad, py, px):
 
 def _empty(xp: ModuleType, shape) -> Detections:
     """Detections without rows."""
-    names = ("x", "y", "a", "b", "theta", "isophotal_flux", "peak_snr")
+    names = ("x", "y", "a", "b", "theta", "isophotal_flux", "peak_snr", "filtered_flux")
+    names += ("threshold", "clean_excess", "abcor")
     columns = {name: xp.zeros(0, dtype=xp.float64) for name in names}
     return Detections(
         segmentation=xp.zeros(shape, dtype=xp.int32),

@@ -43,6 +43,7 @@ from ..tile import MaskBit
 from .apertures import kron_radius, sum_ellipses
 from .backend import array_module
 from .background import estimate_background
+from .clean import clean_sources
 from .detection import detect_sources, sextractor_threshold
 from .flags import SourceFlag
 from .pixels import band_noise, detection_image, usable_pixels
@@ -108,6 +109,12 @@ class PhotometryConfig(BaseModel):
         ge=0,
         description="keep sources whose Kron-aperture S/N on the detection image is >= this",
     )
+    clean: bool = Field(
+        False,
+        description="SExtractor's CLEAN on the sources kept by the S/N cut: drop those a "
+        "brighter neighbour's Moffat wings explain",
+    )
+    clean_param: float = Field(1.0, gt=0, description="CLEAN's Moffat beta (CLEAN_PARAM)")
     kron_factor: float = Field(1.0, gt=0, description="aperture size in Kron radii")
     kron_integration_radius: float = Field(6.0, gt=0)
     min_radius_pix: float = Field(1.75, gt=0)
@@ -281,9 +288,7 @@ def measure_sources(
         return _no_sources(pixels, detection, background_rms, radii_pix, xp)
     with stage("kron_and_snr"):
         kron = _kron_apertures(detection, config, xp)
-        keep, segmentation = _significant(
-            kron.detection_snr, detection.found.segmentation, config, xp
-        )
+        keep, segmentation = _significant(kron.detection_snr, detection.found, config, xp)
     with stage("apertures"):
         return _measure_kept(
             pixels, detection, kron, keep, segmentation, background_rms, radii_pix, config, xp
@@ -465,14 +470,24 @@ def _kron_apertures(detection: _Detection, config: PhotometryConfig, xp: Any) ->
 
 
 def _significant(
-    detection_snr: Any, segmentation: Any, config: PhotometryConfig, xp: Any
+    detection_snr: Any, found: Any, config: PhotometryConfig, xp: Any
 ) -> tuple[Any, Any]:
-    """Indices of the sources with S/N >= ``min_detection_snr``, and the segmentation of them.
+    """Indices of the kept sources, and the segmentation of them.
 
-    Our replacement for SExtractor's CLEAN (see the module docstring): the segments of the
-    dropped sources are cleared and the kept ones renumbered 1...n_kept.
+    Kept: S/N >= ``min_detection_snr`` and, if ``clean``, not explained by a brighter kept
+    neighbour's wings (:func:`.clean.clean_sources`). The segments of the dropped sources are
+    cleared and the kept ones renumbered 1...n_kept.
     """
     keep = xp.nonzero(detection_snr >= config.min_detection_snr)[0]
+    if config.clean:
+        survives = clean_sources(
+            *(v[keep] for v in (found.x, found.y, found.a, found.b, found.theta)),
+            filtered_flux=found.filtered_flux[keep], area=found.area[keep].astype(xp.float64),
+            threshold=found.threshold[keep], clean_excess=found.clean_excess[keep],
+            abcor=found.abcor[keep], clean_param=config.clean_param,
+        )  # fmt: skip
+        keep = keep[survives]
+    segmentation = found.segmentation
     relabel = xp.zeros(detection_snr.shape[0] + 1, dtype=xp.int32)
     relabel[keep + 1] = xp.arange(1, keep.shape[0] + 1, dtype=xp.int32)
     return keep, relabel[segmentation]
