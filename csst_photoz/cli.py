@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import enum
 import sys
 import time
 from collections.abc import Sequence
@@ -28,7 +29,68 @@ if TYPE_CHECKING:  # the CLI imports the heavy modules lazily so that --help is 
     from .instrument import Instrument
     from .project_config import ProjectConfig
 
-__all__ = ["main"]
+__all__ = ["ExitStatus", "exit_status", "main"]
+
+
+class ExitStatus(enum.IntEnum):
+    """Exit statuses of ``csst-photoz`` (``docs/reliability.md``).
+
+    OK
+        Done; for ``run``: every tile is done (now or earlier).
+    INTERNAL_ERROR
+        An unexpected error (a bug: Python prints the traceback; please report it).
+    USAGE
+        Usage or configuration error: bad arguments or settings, missing or unusable inputs,
+        a refused checkpoint, an output folder holding other work, an unreachable cluster, a
+        memory limit too small. The command did nothing, or stopped before its first tile.
+    TILES_FAILED
+        ``run`` finished but some tiles failed (named with their reasons, and in
+        ``failures.parquet``); the others are written. Repair and rerun to resume.
+    IO_ERROR
+        The system refused a read or write (read-only file system, disk full, permission).
+        A rerun after the repair resumes.
+    INTERRUPTED
+        Interrupted (Ctrl-C, SIGINT); a rerun with the same arguments resumes.
+    """
+
+    OK = 0
+    INTERNAL_ERROR = 1
+    USAGE = 2
+    TILES_FAILED = 3
+    IO_ERROR = 4
+    INTERRUPTED = 130
+
+
+# errors naming a path the user gave that is missing, already there or of the wrong kind
+_PATH_USAGE_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
+
+
+def exit_status(error: BaseException) -> ExitStatus | None:
+    """The exit status of an error a command raised, or None for an unexpected one (a bug).
+
+    An exception may state its own as an ``exit_status`` attribute; otherwise ``ValueError``,
+    ``KeyError`` and path errors (missing, existing, not a folder, a folder) are `USAGE`,
+    other ``OSError`` s `IO_ERROR`, ``KeyboardInterrupt`` `INTERRUPTED`.
+    """
+    declared = getattr(error, "exit_status", None)
+    if declared is not None:
+        return ExitStatus(declared)
+    if isinstance(error, KeyboardInterrupt):
+        return ExitStatus.INTERRUPTED
+    if isinstance(error, (ValueError, KeyError, *_PATH_USAGE_ERRORS)):
+        return ExitStatus.USAGE
+    if isinstance(error, OSError):
+        return ExitStatus.IO_ERROR
+    return None
+
+
+def _message(error: BaseException) -> str:
+    """One line saying what went wrong (an OSError as ``<file>: <what the system said>``)."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        return f"{error.filename}: {error.strerror}"
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return str(error) or type(error).__name__
 
 
 def _project(
@@ -198,7 +260,7 @@ def _cmd_simulate_merge(args: argparse.Namespace) -> int:
         table = merge_training_sets(args.parts, args.out, overwrite=args.overwrite, mode=args.mode)
     except FileExistsError as exc:
         print(f"csst-photoz: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     elapsed = time.perf_counter() - start
     print(
         f"merged {table.num_rows} stamps from {len(args.parts)} training sets into {args.out} "
@@ -327,13 +389,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``csst-photoz`` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``csst-photoz`` console script; returns an `ExitStatus`."""
+    args = build_parser().parse_args(argv)  # a usage error exits here with status 2
     try:
         return int(args.func(args))
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        print(f"csst-photoz: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("csst-photoz: interrupted; rerun the same command to resume", file=sys.stderr)
+        return ExitStatus.INTERRUPTED
+    except Exception as exc:
+        status = exit_status(exc)
+        if status is None:
+            raise  # a bug: the traceback is what a report needs (exit status 1)
+        print(f"csst-photoz: error: {_message(exc)}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

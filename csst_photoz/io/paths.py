@@ -172,6 +172,27 @@ class RunLayout:
         """The failure record of a tile source: ``_failed/<source digest>.json``."""
         return self.failures_dir / f"{source_digest}.json"
 
+    @property
+    def lock(self) -> Path:
+        """The lock of the process running the batch: ``run.lock`` (host, pid, start)."""
+        return self.root / "run.lock"
+
+    #: Prefix of the hidden folder an earlier run's files are moved into before deletion.
+    DISCARDED_PREFIX = ".discarded-"
+
+    @property
+    def run_entries(self) -> tuple[Path, ...]:
+        """What a run writes but its lock, done-markers first: what ``overwrite`` discards."""
+        return (
+            self.markers_dir, self.manifest, self.tiles_dir, self.claims_dir,
+            self.failures_dir, self.failures_table, self.settings,
+        )  # fmt: skip
+
+    @property
+    def temporary_folders(self) -> tuple[Path, ...]:
+        """The folders where a killed writer can leave a temporary file (`temporary_prefix`)."""
+        return (self.root, self.tiles_dir, self.markers_dir, self.claims_dir, self.failures_dir)
+
 
 # -- training sets ---------------------------------------------------------------------------
 

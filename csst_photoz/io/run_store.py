@@ -25,8 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,8 @@ from .atomic import atomic_destination, with_default_mode
 from .paths import RunLayout, temporary_prefix
 
 __all__ = [
+    "RunAudit",
+    "RunLockedError",
     "RunSettingsError",
     "RunStore",
     "TileFailure",
@@ -89,6 +95,12 @@ class RunSettingsError(ValueError):
         return RunSettingsError(self.root, self.changed, option)
 
 
+class RunLockedError(RuntimeError):
+    """Another live process runs in this folder (a usage error: exit status 2)."""
+
+    exit_status = 2
+
+
 @dataclass(frozen=True)
 class TileRecord:
     """The done-marker of one tile (one row of ``manifest.parquet``)."""
@@ -115,6 +127,45 @@ class TileFailure:
     # "data": the tile's contents are bad (not retried); "input": the listed tile is missing
     # or not a tile; "error": the task failed after its retries
     kind: str = "data"
+
+
+@dataclass
+class RunAudit:
+    """What a run folder holds, checked marker against partition (`RunStore.audit`).
+
+    Attributes
+    ----------
+    records
+        Done-markers whose partition is in place with the recorded size and SHA-256.
+    unreadable_markers
+        Marker files that cannot be read or parsed.
+    bad_partitions
+        Per marker whose partition is missing or differs from it: the problem.
+    orphan_partitions
+        Partitions without a readable marker (a tile whose marker was lost).
+    unmarked_manifest_tiles
+        Tile ids in ``manifest.parquet`` without a valid marker now.
+    failures
+        The failure records (tiles that failed in the latest run that tried them).
+    """
+
+    records: list[TileRecord] = field(default_factory=list)
+    unreadable_markers: list[Path] = field(default_factory=list)
+    bad_partitions: list[str] = field(default_factory=list)
+    orphan_partitions: list[Path] = field(default_factory=list)
+    unmarked_manifest_tiles: list[int] = field(default_factory=list)
+    failures: list[TileFailure] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        """One line per inconsistency between markers, partitions and manifest."""
+        lines = [f"{path}: unreadable done-marker" for path in self.unreadable_markers]
+        lines += self.bad_partitions
+        lines += [f"{path}: partition without a done-marker" for path in self.orphan_partitions]
+        lines += [
+            f"tile {tile_id}: in manifest.parquet but without a valid done-marker"
+            for tile_id in self.unmarked_manifest_tiles
+        ]
+        return lines
 
 
 def _write_json(path: Path, record: Mapping[str, Any]) -> None:
@@ -162,6 +213,13 @@ class RunStore:
     def check_settings(self, settings: Mapping[str, Any], *, overwrite: bool = False) -> None:
         """Record the run's settings, or check that they equal those of the earlier run.
 
+        Parameters
+        ----------
+        settings
+            What makes the run's rows (JSON-able).
+        overwrite
+            Start a fresh run: the earlier run's files are discarded first (`discard`).
+
         Raises
         ------
         RunSettingsError
@@ -169,7 +227,11 @@ class RunStore:
             them would give a catalogue whose rows were made differently. A `ValueError`.
         """
         settings = json.loads(json.dumps(settings, sort_keys=True))
-        if self.settings_path.exists() and not overwrite:
+        if overwrite:
+            self.discard()
+        elif not self.settings_path.exists() and any(self.layout.markers_dir.glob("*")):
+            raise RunSettingsError(self.root, ["run.json (missing beside done tiles)"])
+        if self.settings_path.exists():
             try:
                 earlier = json.loads(self.settings_path.read_text())
             except (OSError, json.JSONDecodeError) as exc:
@@ -183,6 +245,129 @@ class RunStore:
                 raise RunSettingsError(self.root, changed)
             return
         _write_json(self.settings_path, settings)
+
+    def discard(self) -> None:
+        """Remove an earlier run's files, so that nothing of it mixes with a new run.
+
+        Each entry (`~csst_photoz.io.paths.RunLayout.run_entries`: the done-markers first,
+        ``run.json`` last) is renamed into a hidden folder, which is then deleted. The renames
+        are atomic, so an interrupted discard leaves no tile both done and stale: its markers
+        are gone first, and its ``run.json`` stays (refusing other settings) until the rest
+        is gone. A hidden folder left by a killed discard is deleted by `remove_leftovers`.
+        """
+        present = [path for path in self.layout.run_entries if path.exists()]
+        if not present:
+            return
+        aside = Path(tempfile.mkdtemp(prefix=RunLayout.DISCARDED_PREFIX, dir=self.root))
+        for path in present:
+            os.rename(path, aside / path.name)
+        shutil.rmtree(aside)
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete what killed writers left: temporary files and half-deleted earlier runs.
+
+        Call it only while holding the folder's `lock` (another live run's temporary files
+        would be deleted under it). Returns the paths removed.
+        """
+        removed = []
+        ours = tuple(
+            temporary_prefix(path)
+            for path in (*self.layout.run_entries, self.layout.lock)
+            if path.parent == self.root
+        )
+        for folder in self.layout.temporary_folders:
+            if not folder.is_dir():
+                continue
+            for path in folder.glob(".*"):
+                if path.is_dir() and path.name.startswith(RunLayout.DISCARDED_PREFIX):
+                    shutil.rmtree(path)
+                elif path.is_file() and (folder != self.root or path.name.startswith(ours)):
+                    path.unlink(missing_ok=True)
+                else:
+                    continue
+                removed.append(path)
+        return removed
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's lock for a ``with`` block: one running batch per run folder.
+
+        The lock file (``run.lock``: host, process id, start time) is created exclusively. A
+        lock whose process is gone (same host, no such process) is stale and taken over.
+
+        Raises
+        ------
+        RunLockedError
+            While another live process (or one on another host) holds it, naming it.
+        """
+        path = self.layout.lock
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mine = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+        for _ in range(3):
+            handle, staged = tempfile.mkstemp(prefix=temporary_prefix(path), dir=path.parent)
+            try:
+                with os.fdopen(handle, "w") as stream:
+                    json.dump(mine, stream)
+                os.link(staged, path)
+            except FileExistsError:
+                holder = _lock_holder(path)
+                if holder is None or not _alive(holder):
+                    path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                raise RunLockedError(
+                    f"{self.root} is in use by another run (process {holder.get('pid')} on "
+                    f"{holder.get('host')}, lock {path}); wait for it, or delete the lock if "
+                    "that process is gone"
+                ) from None
+            finally:
+                os.unlink(staged)
+            break
+        else:
+            raise RunLockedError(f"{path}: could not take the lock (taken and freed repeatedly)")
+        try:
+            yield
+        finally:
+            if _lock_holder(path) == mine:
+                path.unlink(missing_ok=True)
+
+    def audit(self, *, verify: bool = True) -> RunAudit:
+        """Check every done-marker against its partition, and the partitions and manifest back.
+
+        Parameters
+        ----------
+        verify
+            Also compare each partition's SHA-256 with its marker (else its size only).
+        """
+        audit = RunAudit(failures=self.failures())
+        marked = set()
+        for path in sorted(self.layout.markers_dir.glob(RunLayout.MARKER_GLOB)):
+            try:
+                record = TileRecord(**json.loads(path.read_text()))
+            except (OSError, json.JSONDecodeError, TypeError):
+                audit.unreadable_markers.append(path)
+                continue
+            marked.add(self.partition_path(record.tile_id).name)
+            try:
+                if verify:
+                    self.verify_partition(record)
+                elif not self.is_done(record):
+                    raise ValueError(
+                        f"{self.partition_path(record.tile_id)}: partition of tile "
+                        f"{record.tile_id} is missing or differs from its done-marker"
+                    )
+            except ValueError as error:
+                audit.bad_partitions.append(str(error))
+                continue
+            audit.records.append(record)
+        if self.tiles_dir.is_dir():
+            audit.orphan_partitions = sorted(
+                path for path in self.tiles_dir.glob("*.parquet") if path.name not in marked
+            )
+        if self.layout.manifest.is_file():
+            listed = pq.read_table(self.layout.manifest, columns=["tile_id"])["tile_id"]
+            valid = {record.tile_id for record in audit.records}
+            audit.unmarked_manifest_tiles = sorted(set(listed.to_pylist()) - valid)
+        return audit
 
     # -- claims, partitions and markers --------------------------------------------------
     def claim(self, tile_id: int, source: str) -> str | None:
@@ -327,3 +512,24 @@ class RunStore:
     def partitions(self) -> list[Path]:
         """The partitions of the done tiles, in tile-id order."""
         return [self.partition_path(r.tile_id) for r in self.markers() if self.is_done(r)]
+
+
+def _lock_holder(path: Path) -> dict[str, Any] | None:
+    try:
+        holder = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def _alive(holder: Mapping[str, Any]) -> bool:
+    """Whether a lock's process may still run (always, for a process on another host)."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, TypeError, ValueError):
+        return True
+    return True

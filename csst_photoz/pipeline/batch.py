@@ -1,7 +1,8 @@
 """The batch processor: tiles in, a per-tile partitioned photo-z catalogue out, on Dask.
 
-``run(tiles, out)`` resolves the tiles lazily (paths, globs, manifests: see
-:mod:`csst_photoz.io.tile_sources`), skips those the output folder already holds, and submits
+``run(tiles, out)`` resolves every tile named (paths, globs, manifests: see
+:mod:`csst_photoz.io.tile_sources`) before any work, so a bad argument stops the run at once,
+skips those the output folder already holds, and submits
 one :func:`~.tile_task.process_tile` task per tile through a bounded window of
 ``distributed.as_completed`` (at most ``max_in_flight`` tiles in the graph, however many tiles
 there are). Task keys are deterministic per tile; Dask retries a task whose worker died
@@ -15,6 +16,7 @@ stopped. At the end ``manifest.parquet`` and ``failures.parquet`` are written (s
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 import traceback
@@ -32,16 +34,12 @@ from ..io.run_store import RunStore, TileFailure
 from ..io.tile_sources import TileSource, iter_tile_sources
 from ..photometry import PhotometryConfig
 from ..photometry.catalog import STAMP_UNIT, flux_input_columns
-from .cluster import connect
-from .config import PipelineConfig
+from .cluster import connect, gpus_visible, memory_limit_bytes
+from .config import SCHEDULING_KEYS, PipelineConfig
 from .submit import default_window, submit_bounded, task_per_item
-from .tile_task import CheckpointRef, TileJob, TileResult, process_tile
+from .tile_task import CheckpointRef, TileJob, TileResult, process_tile, worker_device
 
 __all__ = ["RunSummary", "resolve_checkpoints", "run"]
-
-# settings that change how a run is scheduled, not what it writes (a rerun may change them,
-# e.g. resuming a CPU run on GPU workers): left out of the run's recorded identity
-_NOT_IN_RESULTS = {"device", "batch_size", "torch_threads", "retries", "max_in_flight"}
 
 
 @dataclass
@@ -199,23 +197,12 @@ def _record(store: RunStore, source: TileSource, result: TileResult, summary: Ru
         summary.failures.append(failure)
         return
     store.clear_failure(source.digest)
-    if result.status == "skipped":
-        summary.tiles_skipped += 1
-        return
+    # "skipped": this run's own earlier attempt wrote it (a retried task whose worker died
+    # after the marker), since only tiles not done when the run started are submitted
     summary.tiles_done += 1
     summary.galaxies += result.rows
     for stage, seconds in result.stage_seconds.items():
         summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
-
-
-def _pending(
-    sources: Iterator[TileSource], done: set[str], summary: RunSummary
-) -> Iterator[TileSource]:
-    for source in sources:
-        if source.key in done:
-            summary.tiles_skipped += 1
-            continue
-        yield source
 
 
 def _submit_all(
@@ -262,6 +249,35 @@ def _tile_key(source: TileSource) -> str:
     return f"photoz-tile-{source.digest}"
 
 
+def _check_out_folder(out: Path) -> None:
+    """Refuse an output path that exists and is not a folder."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(
+            errno.ENOTDIR, "exists and is not a folder (the run's output is a folder)", str(out)
+        )
+
+
+def _refuse_cuda_without_gpu(config: PipelineConfig, client: Client | None) -> None:
+    """Refuse ``device="cuda"`` where no worker (or, for a local cluster, this machine) has a GPU.
+
+    Raises
+    ------
+    ValueError
+        Before any tile, instead of every tile failing on its worker.
+    """
+    if config.device != "cuda":
+        return
+    advice = "; use device auto or cpu (--device auto|cpu, pipeline.device)"
+    if client is None:
+        if not gpus_visible():
+            raise ValueError(f"device 'cuda' asked but no usable GPU on this machine{advice}")
+        return
+    try:
+        client.run(worker_device, config)
+    except RuntimeError as error:
+        raise ValueError(f"device 'cuda' asked but {error}{advice}") from None
+
+
 def run(
     tiles: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -283,7 +299,8 @@ def run(
     ----------
     tiles
         Zarr tile stores, per-band FITS files, folders of them, globs, or manifests
-        (``.txt``/``.lst`` lines or a Parquet ``path`` column); resolved lazily.
+        (``.txt``/``.lst`` lines or a Parquet ``path`` column); all resolved before any work
+        (a tile listed in a manifest that is missing or not a tile is recorded as failed).
     out
         The run folder (see :class:`~csst_photoz.io.run_store.RunStore`); rerunning into it
         resumes: tiles already done are skipped, failed ones are tried again.
@@ -318,6 +335,14 @@ def run(
     CheckpointError
         Before any tile is submitted: a checkpoint that cannot be read, needs bands the run
         lacks, or reads fluxes the run's photometry does not measure.
+    FileNotFoundError, ValueError
+        Before any tile: a tile argument (path, glob, folder) that does not exist or is not a
+        tile; ``device="cuda"`` without a GPU.
+    NotADirectoryError
+        ``out`` exists and is not a folder.
+    ClusterError
+        A scheduler file that does not appear, a scheduler that does not answer, or a memory
+        limit that is not a positive size.
 
     Examples
     --------
@@ -326,50 +351,60 @@ def run(
     >>> print(summary)                                                # doctest: +SKIP
     """
     config = config or PipelineConfig()
+    out = Path(out)
+    _check_out_folder(out)
     checkpoints = resolve_checkpoints(models, bands=bands, photometry=config.photometry)
+    local = client is None and address is None and scheduler_file is None
+    if local:
+        memory_limit_bytes(memory_limit)
+        _refuse_cuda_without_gpu(config, None)
+    # every argument is resolved before any work: a bad one stops the run here, not midway
+    unusable: list[TileFailure] = []  # a listed tile that is missing or not a tile
+
+    def listed_but_unusable(path: str, reason: str) -> None:
+        unusable.append(TileFailure(path, reason, None, "input"))
+
+    sources = list(iter_tile_sources(tiles, on_error=listed_but_unusable))
     store = RunStore(out)
-    store.check_settings(
-        {
-            "pipeline": config.model_dump(mode="json", exclude=_NOT_IN_RESULTS),
-            "models": [
-                {"name": c.name, "state_dict_sha256": c.sha256, "sigma_scale": c.sigma_scale}
-                for c in checkpoints
-            ],
-            "bands": list(bands),
-            "version": __version__,
-        },
-        overwrite=overwrite,
-    )
-    job = TileJob(
-        out_dir=str(store.root.resolve()),
-        config_json=config.model_dump_json(),
-        checkpoints=tuple(checkpoints),
-        bands=tuple(bands),
-    )
-    summary = RunSummary(out=store.root, models={c.name: c.path for c in checkpoints})
-    done = set(store.done_sources())
-    total = None  # known up front only for an explicit list of zarr stores
-    if isinstance(tiles, (list, tuple)) and all(str(t).endswith(".zarr") for t in tiles):
-        total = sum(str(Path(t).resolve()) not in done for t in tiles)
-
-    def unusable(path: str, reason: str) -> None:  # a listed tile that is missing or not a tile
-        failure = TileFailure(path, reason, None, "input")
-        store.record_failure(TileSource("zarr", path).digest, failure)
-        summary.tiles_failed += 1
-        summary.failures.append(failure)
-
-    sources = _pending(iter_tile_sources(tiles, on_error=unusable), done, summary)
-    cluster = {"client": client, "address": address, "scheduler_file": scheduler_file}
-    with connect(**cluster, n_workers=n_workers, memory_limit=memory_limit) as dask_client:
-        if progress:
-            print(f"Dask dashboard: {dask_client.dashboard_link}", flush=True)
-        window = config.max_in_flight or default_window(dask_client)
-        start = time.perf_counter()
-        _submit_all(
-            dask_client, sources, job, store, summary, retries=config.retries, window=window,
-            progress=progress, total=total,
-        )  # fmt: skip
-        summary.wall_seconds = time.perf_counter() - start
-    store.write_manifest()
-    store.write_failures()
+    settings = {
+        "pipeline": config.model_dump(mode="json", exclude=set(SCHEDULING_KEYS)),
+        "models": [
+            {"name": c.name, "state_dict_sha256": c.sha256, "sigma_scale": c.sigma_scale}
+            for c in checkpoints
+        ],
+        "bands": list(bands),
+        "version": __version__,
+    }
+    with store.lock():  # one run per folder; what a killed run left is ours to remove
+        store.remove_leftovers()
+        store.check_settings(settings, overwrite=overwrite)
+        job = TileJob(
+            out_dir=str(store.root.resolve()),
+            config_json=config.model_dump_json(),
+            checkpoints=tuple(checkpoints),
+            bands=tuple(bands),
+        )
+        summary = RunSummary(out=store.root, models={c.name: c.path for c in checkpoints})
+        for failure in unusable:
+            store.record_failure(TileSource("zarr", failure.source).digest, failure)
+            summary.tiles_failed += 1
+            summary.failures.append(failure)
+        done = set(store.done_sources())
+        pending = [source for source in sources if source.key not in done]
+        summary.tiles_skipped = len(sources) - len(pending)
+        cluster = {"client": client, "address": address, "scheduler_file": scheduler_file}
+        with connect(**cluster, n_workers=n_workers, memory_limit=memory_limit) as dask_client:
+            if not local:
+                _refuse_cuda_without_gpu(config, dask_client)
+            if progress:
+                print(f"Dask dashboard: {dask_client.dashboard_link}", flush=True)
+            window = config.max_in_flight or default_window(dask_client)
+            start = time.perf_counter()
+            _submit_all(
+                dask_client, iter(pending), job, store, summary, retries=config.retries,
+                window=window, progress=progress, total=len(pending),
+            )  # fmt: skip
+            summary.wall_seconds = time.perf_counter() - start
+        store.write_manifest()
+        store.write_failures()
     return summary

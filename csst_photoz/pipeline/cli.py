@@ -5,7 +5,8 @@
     csst-photoz run TILES... --out DIR [--models DIR|FILE ...] [--config project.toml]
                     [--set section.key=value ...] [--device cpu|cuda|auto] [--threads N]
                     [--scheduler-file F | --workers N [--memory-limit M]] [--overwrite]
-    csst-photoz catalog finalize RUN_DIR [--out DIR] [--name catalog] [--workers N]
+    csst-photoz catalog finalize RUN_DIR [--out DIR] [--name catalog] [--allow-failed]
+                                 [--workers N]
     csst-photoz demo --out DIR [--tiles 3] [--size 2048] [--seed 2022] [--workers N]
 
 Dask, torch and hats are imported only when a command runs, so ``--help`` stays instant.
@@ -37,6 +38,7 @@ def _models_argument(values: list[Path] | None, no_models: bool) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from ..cli import ExitStatus
     from ..io.run_store import RunSettingsError
     from ..project_config import load_project_config
     from .batch import run
@@ -58,31 +60,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except RunSettingsError as error:  # name the flag, not the keyword
         raise error.with_option("--overwrite") from None
     print(summary)
-    return 1 if summary.tiles_failed else 0
+    return ExitStatus.TILES_FAILED if summary.tiles_failed else ExitStatus.OK
 
 
 def _cmd_finalize(args: argparse.Namespace) -> int:
-    from ..io.run_store import RunStore
     from .cluster import connect
-    from .finalize import CatalogExistsError, finalize_catalog
+    from .finalize import CatalogExistsError, FailedTilesError, finalize_run
 
-    store = RunStore(args.run)
-    if not store.settings_path.is_file():
-        raise FileNotFoundError(f"{args.run}: not a run folder (no run.json)")
-    records = list(store.markers())
-    for record in records:
-        store.verify_partition(record)
-    out = args.out or store.root
     try:
         with connect(**cluster_arguments(args)) as client:
-            path = finalize_catalog(
-                [store.partition_path(r.tile_id) for r in records], out,
-                catalog_name=args.name, client=client, overwrite=args.overwrite,
+            path, rows, tiles = finalize_run(
+                args.run, args.out, catalog_name=args.name, client=client,
+                allow_failed=args.allow_failed, overwrite=args.overwrite,
             )  # fmt: skip
-    except CatalogExistsError as error:  # name the flag, not the keyword
-        raise error.with_option("--overwrite") from None
-    print(f"HATS catalogue of {sum(r.rows for r in records)} rows from {len(records)} tiles: "
-          f"{path}  (open with lsdb.read_hats)")  # fmt: skip
+    except (CatalogExistsError, FailedTilesError) as error:  # name the flag, not the keyword
+        raise error.with_option("--allow-failed" if isinstance(error, FailedTilesError)
+                                else "--overwrite") from None  # fmt: skip
+    print(f"HATS catalogue of {rows} rows from {tiles} tiles: {path}  (open with lsdb.read_hats)")
     return 0
 
 
@@ -145,6 +139,10 @@ def add_catalog_parser(subparsers: Any) -> argparse.ArgumentParser:
     finalize.add_argument("--out", type=Path, help="parent folder (default: RUN_DIR)")
     finalize.add_argument("--name", default="catalog", help="catalogue name (default: catalog)")
     finalize.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
+    finalize.add_argument(
+        "--allow-failed", action="store_true",
+        help="build the catalogue although some tiles failed (named in its provenance)",
+    )  # fmt: skip
     add_cluster_options(finalize)
     finalize.set_defaults(func=_cmd_finalize)
     return parser

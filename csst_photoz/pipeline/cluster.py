@@ -14,23 +14,29 @@ dask-jobqueue is imported only by the two helpers that use it.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dask
+from dask.utils import parse_bytes
 from distributed import Client, LocalCluster
 
 if TYPE_CHECKING:
     from dask_jobqueue import SLURMCluster
 
 __all__ = [
+    "SCHEDULER_TIMEOUT",
     "WORKER_MALLOC_ENVIRON",
+    "ClusterError",
     "connect",
     "gpus_visible",
+    "memory_limit_bytes",
     "slurm_cpu_cluster",
     "slurm_runner_client",
 ]
@@ -45,6 +51,75 @@ WORKER_MALLOC_ENVIRON = {
     "MALLOC_MMAP_THRESHOLD_": 32 * 2**20,
     "MALLOC_TRIM_THRESHOLD_": 2**34,
 }
+
+
+#: Seconds :func:`connect` waits for a scheduler file to appear, and then for its scheduler.
+SCHEDULER_TIMEOUT = 60.0
+
+
+class ClusterError(RuntimeError):
+    """No cluster to work on (a usage or configuration error: exit status 2).
+
+    A scheduler file that does not appear, a scheduler that does not answer, a worker memory
+    limit that cannot be.
+    """
+
+    exit_status = 2
+
+
+def memory_limit_bytes(memory_limit: str | int | float | None) -> int | None:
+    """A worker memory limit in bytes (None for ``"auto"``/None: Dask's share of the machine).
+
+    Parameters
+    ----------
+    memory_limit
+        ``"auto"``, None, a byte count or a size such as ``"16GB"`` / ``"12 GiB"``.
+
+    Raises
+    ------
+    ClusterError
+        On a size that cannot be parsed or is not positive, naming it.
+    """
+    if memory_limit is None or memory_limit == "auto":
+        return None
+    try:
+        value = parse_bytes(memory_limit) if isinstance(memory_limit, str) else memory_limit
+    except (ValueError, TypeError):
+        value = None
+    if not isinstance(value, int | float) or not value > 0:
+        raise ClusterError(
+            f"memory limit {memory_limit!r}: expected a positive size such as 16GB, or auto"
+        )
+    return int(value)
+
+
+def _scheduler_address(path: Path, timeout: float) -> str:
+    """The address in a scheduler file, waiting up to ``timeout`` seconds for it to appear."""
+    deadline = time.monotonic() + timeout
+    problem = "does not exist"
+    while True:
+        try:
+            return str(json.loads(path.read_text())["address"])
+        except FileNotFoundError:
+            problem = "does not exist"
+        except (OSError, ValueError, KeyError, TypeError) as error:  # partly written, or bad
+            problem = f"is not a scheduler file ({type(error).__name__}: {error})"
+        if time.monotonic() >= deadline:
+            raise ClusterError(
+                f"{path}: scheduler file {problem} after {timeout:.0f} s (is the scheduler "
+                "running, and writing this file?)"
+            )
+        time.sleep(0.1)
+
+
+def _remote_client(address: str, where: str, timeout: float) -> Client:
+    try:
+        return Client(address=address, timeout=timeout)
+    except (OSError, TimeoutError) as error:
+        raise ClusterError(
+            f"{where}: no Dask scheduler answers at {address} within {timeout:.0f} s (a stale "
+            f"scheduler file of a finished job?): {error}"
+        ) from None
 
 
 def gpus_visible() -> int:
@@ -68,6 +143,7 @@ def connect(
     n_workers: int | None = None,
     threads_per_worker: int = 1,
     memory_limit: str = "auto",
+    timeout: float = SCHEDULER_TIMEOUT,
 ) -> Iterator[Client]:
     """A Dask client for the duration of a ``with`` block.
 
@@ -88,7 +164,15 @@ def connect(
     threads_per_worker
         Threads per local CPU worker (GalSim and NumPy code here is single-threaded).
     memory_limit
-        Per-worker memory limit of a local cluster.
+        Per-worker memory limit of a local cluster (``"auto"`` or a positive size).
+    timeout
+        Seconds to wait for a scheduler file to appear, and for a scheduler to answer.
+
+    Raises
+    ------
+    ClusterError
+        A scheduler file that does not appear (or is not one) within ``timeout``, a
+        scheduler that does not answer, or a memory limit that is not a positive size.
     """
     given = [arg for arg in (client, address, scheduler_file) if arg is not None]
     if len(given) > 1:
@@ -97,14 +181,18 @@ def connect(
         yield client
         return
     if address is not None or scheduler_file is not None:
-        remote = Client(
-            address=address, scheduler_file=str(scheduler_file) if scheduler_file else None
-        )
+        if scheduler_file is not None:
+            where = str(scheduler_file)
+            address = _scheduler_address(Path(scheduler_file), timeout)
+        else:
+            where = "address"
+        remote = _remote_client(str(address), where, timeout)
         try:
             yield remote
         finally:
             remote.close()
         return
+    memory_limit_bytes(memory_limit)  # refuse a bad size before starting anything
     n_gpus = gpus_visible()
     if n_gpus:
         try:

@@ -28,6 +28,7 @@ from ..photometry import PhotometryConfig
 __all__ = [
     "CPU_BATCH_SIZE",
     "CUDA_BATCH_SIZE",
+    "SCHEDULING_KEYS",
     "PipelineConfig",
     "load_pipeline_config",
     "pipeline_config_from_sections",
@@ -36,6 +37,10 @@ __all__ = [
 #: Default sources per forward pass on CPU workers and on CUDA workers.
 CPU_BATCH_SIZE = 256
 CUDA_BATCH_SIZE = 4096
+
+#: Settings that change how a run is scheduled, not what it writes (a rerun may change them,
+#: e.g. resuming a CPU run on GPU workers): left out of the run's recorded identity.
+SCHEDULING_KEYS = frozenset({"device", "batch_size", "torch_threads", "retries", "max_in_flight"})
 
 
 class PipelineConfig(BaseModel):

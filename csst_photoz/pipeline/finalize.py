@@ -32,25 +32,39 @@ workers see (hats-import's tasks read the inputs and write the pixels themselves
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from distributed import Client
 
+from ..io.run_store import RunStore, TileFailure
+from .config import SCHEDULING_KEYS
+
 __all__ = [
     "DEFAULT_HIGHEST_HEALPIX_ORDER",
     "DEFAULT_PIXEL_THRESHOLD",
+    "PROVENANCE_KEY",
     "CatalogExistsError",
+    "FailedTilesError",
+    "RunIntegrityError",
     "finalize_catalog",
+    "finalize_run",
+    "partition_settings_problem",
 ]
+
+#: Schema-metadata key of the catalogue's provenance (`finalize_run`: run, tiles, rows,
+#: ``allow_failed`` and the failed tiles left out).
+PROVENANCE_KEY = b"csst_photoz.finalize"
 
 
 class CatalogExistsError(FileExistsError):
@@ -67,6 +81,49 @@ class CatalogExistsError(FileExistsError):
     def with_option(self, option: str) -> CatalogExistsError:
         """The same error, naming ``option`` as the way to replace the catalogue."""
         return CatalogExistsError(self.target, option)
+
+
+class RunIntegrityError(ValueError):
+    """A run folder whose markers, partitions, manifest or settings disagree.
+
+    Parameters
+    ----------
+    root
+        The run folder.
+    problems
+        One line per problem (the first ten are in the message).
+    """
+
+    def __init__(self, root: Path, problems: Sequence[str]) -> None:
+        self.root = root
+        self.problems = list(problems)
+        shown = "; ".join(self.problems[:10])
+        more = f"; and {len(self.problems) - 10} more" if len(self.problems) > 10 else ""
+        super().__init__(
+            f"{root}: {len(self.problems)} inconsistencies, no catalogue built: {shown}{more}. "
+            "Rerun `csst-photoz run` with the same arguments to redo those tiles"
+        )
+
+
+class FailedTilesError(ValueError):
+    """A run with failed tiles, finalised without asking for a catalogue without them."""
+
+    def __init__(
+        self, root: Path, failures: Sequence[TileFailure], option: str = "allow_failed=True"
+    ) -> None:
+        self.root = root
+        self.failures = list(failures)
+        self.option = option
+        shown = "; ".join(f"{f.source}: {f.reason}" for f in self.failures[:5])
+        more = f"; and {len(self.failures) - 5} more" if len(self.failures) > 5 else ""
+        super().__init__(
+            f"{root}: {len(self.failures)} tiles failed ({shown}{more}); repair them and rerun, "
+            f"or pass {option} to build the catalogue without them (recorded in its provenance)"
+        )
+
+    def with_option(self, option: str) -> FailedTilesError:
+        """The same refusal naming ``option`` (e.g. ``"--allow-failed"``)."""
+        return FailedTilesError(self.root, self.failures, option)
 
 
 #: Most rows in one HATS partition. A partition is read, sorted and written by one task, so
@@ -211,6 +268,7 @@ def finalize_catalog(
     highest_healpix_order: int = DEFAULT_HIGHEST_HEALPIX_ORDER,
     overwrite: bool = False,
     progress: bool = False,
+    provenance: Mapping[str, object] | None = None,
 ) -> Path:
     """Build a HATS catalogue from per-tile Parquet partitions with hats-import on Dask.
 
@@ -244,6 +302,9 @@ def finalize_catalog(
         renamed in, deleted after); by default it is an error.
     progress
         Show hats-import's progress bars.
+    provenance
+        JSON-able facts stored in every output file's schema metadata under
+        `PROVENANCE_KEY` (`finalize_run`: the run, its tiles, failed tiles left out).
 
     Returns
     -------
@@ -299,6 +360,9 @@ def finalize_catalog(
             "write a HATS catalogue without rows"
         )
     schema = _common_schema(non_empty)
+    if provenance is not None:
+        metadata = {**(schema.metadata or {}), PROVENANCE_KEY: json.dumps(provenance).encode()}
+        schema = schema.with_metadata(metadata)
     expected_rows = sum(partition.num_rows for partition in non_empty)
 
     from hats_import import ImportArguments, pipeline_with_client
@@ -341,3 +405,123 @@ def finalize_catalog(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def partition_settings_problem(
+    path: Path, metadata: Mapping[bytes, bytes] | None, settings: Mapping[str, Any]
+) -> str | None:
+    """How a partition's recorded settings differ from its run's ``run.json``, or None.
+
+    Parameters
+    ----------
+    path
+        The partition (for the message).
+    metadata
+        Its schema metadata (``csst_photoz.pipeline`` and ``csst_photoz.models``).
+    settings
+        The run's settings (``run.json``: ``pipeline`` without the scheduling keys, ``models``).
+    """
+    metadata = metadata or {}
+    try:
+        made_with = json.loads(metadata[b"csst_photoz.pipeline"])
+        models = json.loads(metadata[b"csst_photoz.models"])
+    except (KeyError, ValueError):
+        return f"{path}: partition without the run's settings in its metadata"
+    recorded = [(m["name"], m["state_dict_sha256"]) for m in models]
+    expected = [(m["name"], m["state_dict_sha256"]) for m in settings.get("models", [])]
+    if recorded != expected:
+        return (
+            f"{path}: made with models {[n for n, _ in recorded]}, not run.json's "
+            f"{[n for n, _ in expected]} (or other checkpoints of those names)"
+        )
+    made_with = {k: v for k, v in made_with.items() if k not in SCHEDULING_KEYS}
+    pipeline = settings.get("pipeline", {})
+    changed = sorted(
+        k for k in set(made_with) | set(pipeline) if made_with.get(k) != pipeline.get(k)
+    )
+    if changed:
+        return f"{path}: made with other pipeline settings than run.json (differing: {changed})"
+    return None
+
+
+def finalize_run(
+    run_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    catalog_name: str = "catalog",
+    client: Client,
+    allow_failed: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> tuple[Path, int, int]:
+    """Check a batch run's folder and build its HATS catalogue (`finalize_catalog`).
+
+    Checked first (nothing is built if any fails): every done-marker is readable and its
+    partition in place with the recorded size and SHA-256, every partition has a marker,
+    every tile of ``manifest.parquet`` has a valid marker, and every partition was made with
+    the settings and checkpoints of ``run.json``. Then failed tiles (``_failed/``) refuse the
+    run unless ``allow_failed``; with it they are left out and named in the catalogue's
+    provenance (schema metadata `PROVENANCE_KEY`).
+
+    Parameters
+    ----------
+    run_dir
+        The folder of a `~csst_photoz.pipeline.run`.
+    out_dir
+        Parent of the catalogue folder (default: ``run_dir``).
+    catalog_name, client, overwrite, progress
+        As for `finalize_catalog`.
+    allow_failed
+        Build the catalogue even though some tiles failed.
+
+    Returns
+    -------
+    tuple of (pathlib.Path, int, int)
+        The catalogue folder, its rows and its tiles.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``run_dir`` holds no ``run.json``.
+    RunIntegrityError
+        Markers, partitions, manifest or settings disagree (every problem listed).
+    FailedTilesError
+        Failed tiles and not ``allow_failed``.
+    """
+    store = RunStore(run_dir)
+    if not store.settings_path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run folder (no run.json)")
+    try:
+        settings = json.loads(store.settings_path.read_text())
+    except (OSError, ValueError) as error:
+        raise RunIntegrityError(
+            store.root, [f"{store.settings_path}: unreadable ({error})"]
+        ) from None
+    audit = store.audit()
+    problems = audit.problems()
+    for record in audit.records:
+        path = store.partition_path(record.tile_id)
+        problem = partition_settings_problem(path, pq.read_schema(path).metadata, settings)
+        if problem is not None:
+            problems.append(problem)
+    if problems:
+        raise RunIntegrityError(store.root, problems)
+    if audit.failures and not allow_failed:
+        raise FailedTilesError(store.root, audit.failures)
+    rows = sum(record.rows for record in audit.records)
+    provenance = {
+        "run": str(store.root.resolve()),
+        "tiles": len(audit.records),
+        "rows": rows,
+        "allow_failed": allow_failed,
+        "failed_tiles": [
+            {"source": f.source, "tile_id": f.tile_id, "reason": f.reason} for f in audit.failures
+        ],
+    }
+    path = finalize_catalog(
+        [store.partition_path(record.tile_id) for record in audit.records],
+        store.root if out_dir is None else out_dir,
+        catalog_name=catalog_name, client=client, overwrite=overwrite, progress=progress,
+        provenance=provenance,
+    )  # fmt: skip
+    return path, rows, len(audit.records)

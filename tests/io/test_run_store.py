@@ -417,3 +417,136 @@ def test_run_folder_written_by_v0_1_still_opens():
     assert store.settings_path.read_bytes() == before
     # its claim names the source that holds the tile id
     assert store.layout.claim(0).read_text() == record.source
+
+
+# -- issue 19: overwrite, leftovers, lock, audit ---------------------------------------------
+
+
+def _finished_run(root: Path, tile_ids=(1, 2, 3)) -> RunStore:
+    store = RunStore(root)
+    store.check_settings({"threshold": 1.5})
+    for tile_id in tile_ids:
+        store.claim(tile_id, f"/tiles/{tile_id}.zarr")
+        store.write_marker(make_record(store, tile_id, f"/tiles/{tile_id}.zarr"))
+    store.record_failure("abc", TileFailure("/tiles/9.zarr", "corrupt", 9))
+    store.write_manifest()
+    store.write_failures()
+    return store
+
+
+def test_overwrite_discards_every_file_of_the_earlier_run(tmp_path):
+    store = _finished_run(tmp_path / "run")
+    (store.root / "notes.txt").write_text("mine")  # not the run's: kept
+    store.check_settings({"threshold": 2.0}, overwrite=True)
+    assert json.loads(store.settings_path.read_text()) == {"threshold": 2.0}
+    assert sorted(p.name for p in store.root.iterdir()) == ["notes.txt", "run.json"]
+    assert list(store.markers()) == [] and store.failures() == []
+
+
+def test_discard_removes_markers_first_and_settings_last(tmp_path):
+    layout = RunStore(tmp_path).layout
+    entries = layout.run_entries
+    assert entries[0] == layout.markers_dir and entries[-1] == layout.settings
+    assert {layout.tiles_dir, layout.claims_dir, layout.failures_dir} <= set(entries)
+
+
+def test_an_interrupted_discard_never_leaves_stale_tiles_marked_done(tmp_path, monkeypatch):
+    store = _finished_run(tmp_path / "run")
+    renames = []
+    real_rename = os.rename
+
+    def rename_then_die(source, destination):
+        if renames:  # the kill comes after the first entry (the markers) is moved
+            raise KeyboardInterrupt
+        renames.append(source)
+        real_rename(source, destination)
+
+    monkeypatch.setattr(run_store_module.os, "rename", rename_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        store.check_settings({"threshold": 2.0}, overwrite=True)
+    monkeypatch.undo()
+    assert list(store.markers()) == [] and store.done_sources() == {}
+    with pytest.raises(ValueError, match="other settings"):  # the old run.json still refuses
+        store.check_settings({"threshold": 2.0})
+    store.remove_leftovers()  # the hidden folder of the half-done discard goes
+    assert not [p for p in store.root.iterdir() if p.name.startswith(".")]
+
+
+def test_remove_leftovers_deletes_temporaries_and_keeps_other_files(tmp_path):
+    store = _finished_run(tmp_path / "run")
+    leftovers = [
+        store.tiles_dir / ".tile_00000004.parquet.k2j3.tmp",
+        store.layout.markers_dir / ".tile_00000004.json.x9.tmp",
+        store.layout.claims_dir / ".tile_00000004.ab12",
+        store.root / ".run.json.q1.tmp",
+        store.root / ".manifest.parquet.z8.tmp",
+    ]
+    for path in leftovers:
+        path.write_bytes(b"half")
+    (store.root / ".discarded-abc" / "tiles").mkdir(parents=True)
+    (store.root / ".user-settings").write_text("keep")
+    removed = store.remove_leftovers()
+    assert set(removed) == {*leftovers, store.root / ".discarded-abc"}
+    assert (store.root / ".user-settings").exists()
+    assert len(store.done_sources()) == 3
+
+
+def test_a_second_lock_on_a_folder_is_refused(tmp_path):
+    store = RunStore(tmp_path / "run")
+    with store.lock():
+        holder = json.loads(store.layout.lock.read_text())
+        assert holder["pid"] == os.getpid()
+        with pytest.raises(run_store_module.RunLockedError, match=rf"process {os.getpid()}"):
+            with RunStore(tmp_path / "run").lock():
+                pass
+    assert not store.layout.lock.exists()
+    with store.lock():  # free again
+        pass
+
+
+def _dead_pid() -> int:
+    process = multiprocessing.get_context("spawn").Process(target=int)
+    process.start()
+    process.join()
+    return process.pid
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.root.mkdir()
+    host = run_store_module.socket.gethostname()
+    store.layout.lock.write_text(json.dumps({"host": host, "pid": _dead_pid(), "started": 0}))
+    with store.lock():
+        assert json.loads(store.layout.lock.read_text())["pid"] == os.getpid()
+
+
+def test_a_lock_held_on_another_host_is_refused(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.root.mkdir()
+    store.layout.lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "started": 0}))
+    with pytest.raises(run_store_module.RunLockedError, match="on elsewhere"):
+        with store.lock():
+            pass
+
+
+def test_audit_of_a_consistent_run(tmp_path):
+    store = _finished_run(tmp_path / "run")
+    audit = store.audit()
+    assert [r.tile_id for r in audit.records] == [1, 2, 3] and audit.problems() == []
+    assert [f.tile_id for f in audit.failures] == [9]
+
+
+def test_audit_names_lost_markers_orphans_and_broken_partitions(tmp_path):
+    store = _finished_run(tmp_path / "run", tile_ids=(1, 2, 3, 4))
+    store.marker_path(1).unlink()  # a lost marker: its partition is an orphan, manifest lists it
+    store.marker_path(2).write_text("{trunc")  # unreadable marker
+    store.partition_path(3).unlink()  # a marker without its partition
+    problems = store.audit().problems()
+    # 2 has an unreadable marker and so an orphan partition; the manifest lists 1, 2 and 3
+    assert len(problems) == 7, problems
+    text = "\n".join(problems)
+    assert f"{store.marker_path(2)}: unreadable done-marker" in text
+    assert f"{store.partition_path(3)}: partition of tile 3 is missing" in text
+    assert f"{store.partition_path(1)}: partition without a done-marker" in text
+    assert "tile 1: in manifest.parquet but without a valid done-marker" in text
+    assert [r.tile_id for r in store.audit().records] == [4]

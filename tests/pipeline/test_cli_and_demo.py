@@ -22,13 +22,16 @@ def test_run_and_finalize_commands(tmp_path, field, checkpoints, capsys):
     manifest.write_text(f"# two good tiles and a bad one\n{field[0]}\n{field[1]}\n{bad.name}\n")
     argv = ["run", str(manifest), "--out", str(tmp_path / "run"), "--models", str(checkpoints),
             "--workers", "1", "--quiet"]  # fmt: skip
-    assert main(argv) == 1  # a failed tile makes the exit status non-zero
+    assert main(argv) == 3  # a failed tile: exit status 3 (ExitStatus.TILES_FAILED)
     printed = capsys.readouterr().out
     assert "2 tiles done" in printed and "1 failed" in printed and str(bad) in printed
     assert main([argv[0], str(field[0]), *argv[2:]]) == 0  # only done tiles: success
     assert "0 tiles done, 1 skipped" in capsys.readouterr().out
 
-    assert main(["catalog", "finalize", str(tmp_path / "run"), "--workers", "1"]) == 0
+    finalize = ["catalog", "finalize", str(tmp_path / "run"), "--workers", "1"]
+    assert main(finalize) == 2  # the failed tile is named, and refused unless allowed
+    assert "1 tiles failed" in capsys.readouterr().err
+    assert main([*finalize, "--allow-failed"]) == 0
     catalog = lsdb.read_hats(tmp_path / "run" / "catalog").compute()
     partitions = RunStore(tmp_path / "run").partitions()
     ids = np.concatenate([pq.read_table(p)["object_id"].to_numpy() for p in partitions])
