@@ -13,6 +13,7 @@ its unknown keys are kept under ``extra``. The file around the metadata is
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -234,7 +235,8 @@ class PzCalibration(_Record):
     Attributes
     ----------
     levels
-        Increasing knots of ``G`` in [0, 1], starting at 0 and ending at 1.
+        Increasing knots of ``G`` in [0, 1], starting at 0 and ending at 1 (the validation
+        PIT's quantiles).
     pit_cdf
         Non-decreasing values of ``G`` at ``levels`` (the fraction of validation PIT values
         below each level), from 0 to 1.
@@ -268,7 +270,7 @@ class PzCalibration(_Record):
         for name, knots, strict in (("levels", levels, True), ("pit_cdf", values, False)):
             if not all(math.isfinite(v) for v in knots) or knots[0] != 0.0 or knots[-1] != 1.0:
                 raise ValueError(f"p(z) calibration {name} must be finite, from 0 to 1")
-            steps = [b - a for a, b in zip(knots[:-1], knots[1:], strict=True)]
+            steps = [b - a for a, b in itertools.pairwise(knots)]
             if any(step <= 0 if strict else step < 0 for step in steps):
                 kind = "increasing" if strict else "non-decreasing"
                 raise ValueError(f"p(z) calibration {name} must be {kind}")

@@ -141,7 +141,7 @@ class Hybrid(PhotoZModel):
         head_width: int = 80,
         n_head_blocks: int = 6,
         sigma_hidden: int = DEFAULT_SIGMA_HIDDEN,
-        pz: PzConfig | None | Literal["branches"] = "branches",
+        pz: PzConfig | Literal["branches"] | None = "branches",
     ) -> Hybrid:
         """Hybrid transfer: a hybrid initialised from a trained MLP and CNN.
 

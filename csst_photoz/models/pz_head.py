@@ -103,7 +103,9 @@ class PzHead(nn.Module):
         super().__init__()
         self.config = config
         self.layers = nn.Sequential(
-            nn.Linear(in_features, config.hidden), nn.ReLU(), nn.Linear(config.hidden, config.n_outputs)
+            nn.Linear(in_features, config.hidden),
+            nn.ReLU(),
+            nn.Linear(config.hidden, config.n_outputs),
         )
         keras_init(self)
         if config.kind == "mixture":  # start with means spread over the range, widths ~ 0.1
@@ -121,7 +123,7 @@ class PzHead(nn.Module):
 
 
 def _mixture(config: PzConfig, raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """log weights, means and widths (each (n, K)) of a mixture head's raw output."""
+    """Log weights, means and widths (each (n, K)) of a mixture head's raw output."""
     k = config.components
     log_weights = torch.log_softmax(raw[:, :k], dim=1)
     means = raw[:, k : 2 * k]

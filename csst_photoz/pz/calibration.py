@@ -19,10 +19,10 @@ from .grid import PzGrid, cdf_values, recalibrate
 
 __all__ = ["DEFAULT_LEVELS", "METHOD", "fit_pz_calibration"]
 
-#: Knots of the map: 0, 0.01, ..., 1.
-DEFAULT_LEVELS = 101
+#: Knots of the map: the validation PIT's quantiles at 0, 0.005, ..., 1.
+DEFAULT_LEVELS = 201
 #: How the map is fitted (recorded in the checkpoint).
-METHOD = "empirical CDF of the validation PIT at fixed levels (Bordoloi et al. 2010)"
+METHOD = "empirical CDF of the validation PIT at its quantiles (Bordoloi et al. 2010)"
 
 
 def _ks(pit: npt.NDArray[np.float64]) -> float:
@@ -51,7 +51,8 @@ def fit_pz_calibration(
     z_true
         (n,) their true redshifts.
     levels
-        Number of equally spaced knots of ``G`` over [0, 1] (>= 2).
+        Knots of ``G`` (>= 2): the PIT's quantiles at equally spaced probabilities (ties
+        merged), so ``G`` follows the PIT where it piles up (the tails of too narrow p(z)).
     split, data
         Recorded with the map.
 
@@ -74,12 +75,17 @@ def fit_pz_calibration(
     if levels < 2:
         raise ValueError(f"p(z) calibration needs >= 2 levels, got {levels}")
     pit = cdf_values(probabilities, grid, z_true)
-    knots = np.linspace(0.0, 1.0, levels)
-    cdf = np.searchsorted(np.sort(pit), knots, side="right") / pit.size
-    cdf[0], cdf[-1] = 0.0, 1.0
+    # knots at the PIT's own quantiles: G is exact there, wherever the PIT piles up
+    cdf = np.linspace(0.0, 1.0, levels)
+    knots = np.concatenate([[0.0], np.quantile(pit, cdf[1:-1]), [1.0]])
+    keep = np.concatenate([[True], np.diff(knots) > 0])  # ties: the lowest value
+    keep[-1] = True
+    knots, cdf = knots[keep], cdf[keep]
+    if knots[-2] >= 1.0:  # every PIT is 1: drop the tie with the end
+        knots, cdf = np.delete(knots, -2), np.delete(cdf, -2)
     record = PzCalibration(
         levels=tuple(knots.tolist()),
-        pit_cdf=tuple(np.maximum.accumulate(cdf).tolist()),
+        pit_cdf=tuple(cdf.tolist()),
         method=METHOD,
         split=split,
         galaxies=int(z_true.size),

@@ -98,7 +98,7 @@ def cdf_at_edges(probabilities: npt.ArrayLike) -> npt.NDArray[np.float64]:
     cdf = np.concatenate([np.zeros((values.shape[0], 1)), np.cumsum(values, axis=1)], axis=1)
     cdf /= total
     cdf[:, -1] = 1.0
-    return cdf
+    return np.clip(cdf, 0.0, 1.0)  # sequential sums may pass the total by rounding
 
 
 def cdf_values(
@@ -135,13 +135,13 @@ def quantiles(
     index = (cdf[:, None, 1:-1] < levels[None, :, None]).sum(axis=2)
     rows = np.arange(cdf.shape[0])[:, None]
     low, high = cdf[rows, index], cdf[rows, index + 1]
-    fraction = np.where(high > low, (levels[None, :] - low) / np.where(high > low, high - low, 1), 0)
+    fraction = np.where(
+        high > low, (levels[None, :] - low) / np.where(high > low, high - low, 1), 0
+    )
     return grid.z_min + (index + np.clip(fraction, 0.0, 1.0)) * grid.width
 
 
-def recalibrate(
-    probabilities: npt.ArrayLike, calibration: _Calibration
-) -> npt.NDArray[np.float64]:
+def recalibrate(probabilities: npt.ArrayLike, calibration: _Calibration) -> npt.NDArray[np.float64]:
     """Bin probabilities after the map ``C -> G(C)`` of their CDF at the bin edges.
 
     ``G`` is piecewise linear through ``(calibration.levels, calibration.pit_cdf)``

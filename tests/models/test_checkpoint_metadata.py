@@ -129,3 +129,30 @@ def test_shipped_checkpoints_predict_as_before(name):
     z, z_err = BEFORE[name]
     np.testing.assert_allclose(estimate.z, z, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(estimate.z_err, z_err, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"levels": [0.0], "pit_cdf": [0.0]}, ">= 2 levels"),
+        ({"levels": [0.0, 0.5, 1.0], "pit_cdf": [0.0, 1.0]}, "as many"),
+        (
+            {"levels": [0.0, 0.5, 0.9], "pit_cdf": [0.0, 0.5, 1.0]},
+            "levels must be finite, from 0 to 1",
+        ),
+        (
+            {"levels": [0.0, 0.5, 0.5, 1.0], "pit_cdf": [0.0, 0.2, 0.3, 1.0]},
+            "levels must be increasing",
+        ),
+        (
+            {"levels": [0.0, 0.5, 1.0], "pit_cdf": [0.0, 0.7, 0.6]},
+            "pit_cdf must be finite, from 0 to 1",
+        ),
+        ({"levels": [0.0, 0.4, 0.6, 1.0], "pit_cdf": [0.0, 0.7, 0.6, 1.0]}, "non-decreasing"),
+    ],
+)
+def test_pz_calibration_is_a_monotonic_map_of_the_unit_interval(record, message):
+    from csst_photoz.io.checkpoint_metadata import PzCalibration
+
+    with pytest.raises(ValueError, match=message):
+        PzCalibration.model_validate(record)
