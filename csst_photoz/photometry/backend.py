@@ -7,6 +7,7 @@ never at package import time.
 
 from __future__ import annotations
 
+from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -40,6 +41,7 @@ def array_module(*arrays: Any) -> ModuleType:
     return np
 
 
+@cache
 def ndimage_module(xp: ModuleType) -> ModuleType:
     """``scipy.ndimage`` for NumPy, ``cupyx.scipy.ndimage`` for CuPy."""
     if xp is np:

@@ -364,24 +364,58 @@ def _usable_pixels(
 
 
 def _subtract_background(pixels: _Pixels, config: PhotometryConfig, xp: Any) -> _Pixels:
-    """The stacks with each band's mesh background subtracted (unusable pixels stay 0)."""
+    """The stacks with each band's mesh background subtracted (unusable pixels stay 0).
+
+    Bands are estimated together in groups of at most ``_BACKGROUND_GROUP_PIXELS`` pixels (one
+    call for all seven bands of a small image: the fixed costs per call dominate there; one
+    band at a time on a full tile, to bound memory). A band without a mesh box of enough usable
+    pixels (e.g. entirely masked) keeps its pixels as given: tiles hold background-subtracted
+    images, and its fluxes come out NaN or flagged anyway.
+    """
     images, valid, all_valid = pixels.images, pixels.valid, pixels.all_valid
     subtracted = images if pixels.own_images else xp.empty_like(images)
-    for k in range(images.shape[0]):
-        if not bool(valid[k].any()):  # an all-masked band: nothing to estimate
-            subtracted[k] = images[k]  # (its fluxes come out NaN)
-            continue
-        background, _ = estimate_background(
-            images[k],
-            mask=None if all_valid else ~valid[k],
-            box_size=config.background_box,
-            filter_size=config.background_filter,
-            with_rms=False,
-        )
-        xp.subtract(images[k], background, out=subtracted[k])
+    n_bands, ny, nx = images.shape
+    per_group = max(1, _BACKGROUND_GROUP_PIXELS // (ny * nx))
+    for start in range(0, n_bands, per_group):
+        group = slice(start, min(start + per_group, n_bands))
+        try:
+            background = _background(images[group], None if all_valid else valid[group], config)
+        except ValueError:  # some band of the group cannot be estimated: band by band
+            background = xp.stack(
+                [_band_background(images[k], valid[k], all_valid, config, xp)
+                 for k in range(group.start, group.stop)]
+            )  # fmt: skip
+        xp.subtract(images[group], background, out=subtracted[group])
+        del background
         if not all_valid:
-            subtracted[k] = xp.where(valid[k], subtracted[k], xp.float32(0))
+            subtracted[group] = xp.where(valid[group], subtracted[group], xp.float32(0))
     return replace(pixels, images=subtracted, own_images=True)
+
+
+#: Bands whose background is estimated in one call: at most this many pixels in all.
+_BACKGROUND_GROUP_PIXELS = 1 << 24
+
+
+def _background(images: Any, valid: Any, config: PhotometryConfig) -> Any:
+    """Mesh background of a band stack (``valid``: usable pixels, or None for all)."""
+    background, _ = estimate_background(
+        images,
+        mask=None if valid is None else ~valid,
+        box_size=config.background_box,
+        filter_size=config.background_filter,
+        with_rms=False,
+    )
+    return background
+
+
+def _band_background(
+    image: Any, valid: Any, all_valid: bool, config: PhotometryConfig, xp: Any
+) -> Any:
+    """One band's mesh background, or 0 where it cannot be estimated (too few usable pixels)."""
+    try:
+        return _background(image[None], None if all_valid else valid[None], config)[0]
+    except ValueError:
+        return xp.zeros_like(image)
 
 
 @dataclass(frozen=True)
