@@ -186,3 +186,15 @@ def test_neighbours_counts_kept_sources_only():
     pair = ((60.0, 60.0, 5e4, 3.0, 3.0, 0.0), (68.0, 60.0, 5e4, 3.0, 3.0, 0.0))
     table = measure_tile(scene_tile(seed=30, sources=pair), config=config).table
     assert (table["flags"].to_numpy() & SourceFlag.NEIGHBOURS).all()
+
+
+def test_a_band_too_masked_for_a_background_keeps_every_galaxy():
+    """z usable on a sliver only: no mesh box for its background, no error, no row lost."""
+    tile = scene_tile(seed=31)
+    mask = tile.mask.copy()
+    mask[BANDS.index("z")] = MaskBit.NO_DATA
+    mask[BANDS.index("z"), :10, :10] = 0
+    config = CONFIG.model_copy(update={"subtract_background": True})
+    table = measure_tile(replace(tile, mask=mask), config=config).table
+    rows = rows_at(table)
+    assert (table["flags_z"].to_numpy()[rows] & MISSING).all()
