@@ -1,7 +1,8 @@
 """Photometry throughput on a simulated tile: ours (NumPy or CuPy) beside sep and photutils.
 
 Usage: python benchmarks/photometry.py [--size 2048] [--repeats 3] [--device cpu|gpu]
-       [--seed 2022] [--photutils-sources 200] [--stamp-batch 1024] [--out benchmarks/results]
+       [--seed 2022] [--photutils-sources 200] [--stamp-batch 1024] [--small-size 256]
+       [--out benchmarks/results]
 
 One run, one simulated tile (GalSim galaxies + noise, never an empty image), three measurements,
 each the median over ``--repeats`` timed calls after one untimed warm-up call:
@@ -31,6 +32,9 @@ each the median over ``--repeats`` timed calls after one untimed warm-up call:
     detections; compare the tile times.
 (c) **stamps**: :meth:`TilePhotometry.stamps` (7 x 64 x 64 cut-outs) for up to
     ``--stamp-batch`` sources per call.
+(d) **a small image** (``--small-size``, default 256 x 256): the whole measurement, ours beside
+    sep's pipeline (interleaved, at least 9 repeats), with our stage breakdown and sep's: the
+    fixed costs per call, which dominate there.
 
 Threads: sep is single-threaded, so the comparison is one core against one core: the
 OpenMP/BLAS thread pools are pinned to one thread *before* NumPy is imported (the values are
@@ -393,6 +397,43 @@ def _our_stages(
     return stages, counts
 
 
+def _small_image(
+    size: int, seed: int, config: PhotometryConfig, xp: ModuleType, repeats: int, sync: Callable
+) -> dict[str, Any]:
+    """(d) The whole measurement of a small tile, ours beside sep's, and where our time goes.
+
+    On a small image the fixed costs per call (Python glue, one kernel launch or batch per
+    stage, host syncs) weigh most; this row shows them.
+    """
+    tile, truth = simulate_tile(TileSpec(tile_id=0, nx=size, ny=size, seed=seed))
+    radii_pix = tuple(r / tile.pixel_scale_arcsec for r in config.circular_radii_arcsec)
+    sep_runs = _sep_pipeline(tile, config, radii_pix)
+    n_sep = len(sep_runs.pop("_table")())
+    n_ours = measure_tile(tile, config=config, xp=xp).table.num_rows
+    repeats = max(repeats, 9)  # small and noisy: more samples
+    whole = interleaved_median_times(
+        {
+            "ours": (lambda: measure_tile(tile, config=config, xp=xp), sync),
+            "sep": (sep_runs.pop("whole"), lambda: None),
+        },
+        repeats,
+    )
+    stages, _ = _our_stages(tile, config, xp, repeats, sync)
+    return {
+        "size": size,
+        "truth_galaxies": truth.num_rows,
+        "sources": {"ours": n_ours, "sep": n_sep},
+        "ours_s": whole["ours"]["median_s"],
+        "sep_s": whole["sep"]["median_s"],
+        "time_vs_sep": whole["ours"]["median_s"] / whole["sep"]["median_s"],
+        "our_stages_s": stages,
+        "sep_stages_s": {
+            name: median_time(stage, repeats, lambda: None)["median_s"]
+            for name, stage in sep_runs.items()
+        },
+    }
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -479,6 +520,28 @@ def _markdown(result: dict) -> str:
         f"core: ours {result['projected_full_tile_s']['ours']:.0f} s, sep pipeline "
         f"{result['projected_full_tile_s']['sep']:.0f} s (linear in area).",
     ]
+    small = result.get("small_image")
+    if small:
+        lines += [
+            "",
+            f"## (d) Small image: {small['size']} x {small['size']} px x 7 bands "
+            f"({small['truth_galaxies']} simulated galaxies)",
+            "",
+            f"ours (measure_tile) {1e3 * small['ours_s']:.1f} ms, {small['sources']['ours']} "
+            f"sources; sep pipeline {1e3 * small['sep_s']:.1f} ms, {small['sources']['sep']} "
+            f"sources: **{small['time_vs_sep']:.2f}x sep's time**. Where the time goes:",
+            "",
+            "| our stage | time [ms] | | sep stage | time [ms] |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        ours_rows = list(small["our_stages_s"].items())
+        sep_rows = list(small["sep_stages_s"].items())
+        for k in range(max(len(ours_rows), len(sep_rows))):
+            left = (
+                f"{ours_rows[k][0]} | {1e3 * ours_rows[k][1]:.1f}" if k < len(ours_rows) else " | "
+            )
+            right = f"{sep_rows[k][0]} | {1e3 * sep_rows[k][1]:.1f}" if k < len(sep_rows) else " | "
+            lines.append(f"| {left} | | {right} |")
     return "\n".join(lines) + "\n"
 
 
@@ -493,6 +556,9 @@ def main(argv: list[str] | None = None) -> None:
         help="sources measured by photutils' (slow) aperture_photometry",
     )  # fmt: skip
     parser.add_argument("--stamp-batch", type=int, default=1024, help="stamps per call")
+    parser.add_argument(
+        "--small-size", type=int, default=256, help="side of the small-image row (0: none)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="output folder")
     args = parser.parse_args(argv)
     if args.size < 64 or args.repeats < 1 or args.photutils_sources < 1 or args.stamp_batch < 1:
@@ -587,6 +653,13 @@ def main(argv: list[str] | None = None) -> None:
         stamps_per_s=_rate(stamp_rows.size, stamps["median_s"]),
     )
 
+    # (d) a small image: fixed costs
+    small = None
+    if args.small_size:
+        small = _small_image(args.small_size, args.seed, config, xp, args.repeats, sync)
+        print(f"(d) {args.small_size}^2: ours {1e3 * small['ours_s']:.1f} ms, sep "
+              f"{1e3 * small['sep_s']:.1f} ms ({small['time_vs_sep']:.2f}x)")  # fmt: skip
+
     scale = FULL_TILE[0] * FULL_TILE[1] / args.size**2
     result = {
         "benchmark": "photometry",
@@ -621,6 +694,7 @@ def main(argv: list[str] | None = None) -> None:
             "sep_stages_s": sep_stage_s,
         },
         "stamps": stamps,
+        "small_image": small,
         "projected_full_tile_s": {
             "ours": ours_tile["median_s"] * scale,
             "sep": sep_whole["median_s"] * scale,
