@@ -152,8 +152,9 @@ def _phase(
     command += ["--tiles", str(args.tiles)] + (["--dry-run"] if args.dry_run else [])
     result = _run(command, timeout_s, env, log)
     output = args.work / f"{name}.json"
-    if result["status"] == "ok" and output.is_file():
+    if output.is_file():  # a step that overran may have left a partial result
         result["result"] = json.loads(output.read_text())
+        result["partial"] = result["status"] != "ok"
     return result
 
 
@@ -171,6 +172,71 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _photometry_lines(result: dict[str, Any]) -> list[str]:
+    full, gpu = result["full_tile"], result["device"]
+    lines = [
+        f"Full tile {result['shape']} on {gpu}: {full['seconds']:.2f} s, {full['sources']} "
+        f"sources (first call, kernels compiled: {result['first_call_s']:.1f} s); stamps: "
+        f"{result['stamps']['stamps_per_s']:,.0f}/s.",
+        "",
+    ]
+    quarter = result.get("quarter_tile", {})
+    cpu, dev = (
+        quarter.get("numpy", {}).get("stages_s", {}),
+        quarter.get(gpu, {}).get("stages_s", {}),
+    )
+    speedup = quarter.get("speedup_per_stage", {})
+    lines += [
+        f"| stage | full tile {gpu} [s] | quarter numpy [s] | quarter {gpu} [s] | speed-up |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for stage, seconds in full["stages_s"].items():
+        lines.append(
+            f"| {stage} | {seconds:.3f} | {cpu.get(stage, float('nan')):.3f} "
+            f"| {dev.get(stage, float('nan')):.3f} | {_fmt(speedup.get(stage, float('nan')))} |"
+        )
+    return lines
+
+
+def _inference_lines(result: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Batch {result['batch']} on {result['device']}.",
+        "",
+        "| network | fp32 galaxies/s | bf16 galaxies/s |",
+        "| --- | --- | --- |",
+    ]
+    for name, row in result["networks"].items():
+        fp32, bf16 = row["fp32"]["galaxies_per_s"], row["bf16"]["galaxies_per_s"]
+        lines.append(f"| {name} | {fp32:,.0f} | {bf16:,.0f} |")
+    return lines
+
+
+def _pipeline_lines(result: dict[str, Any], dry_run: bool) -> list[str]:
+    shares = ", ".join(f"{k} {100 * v:.0f} %" for k, v in result["stage_shares"].items())
+    lines = [
+        f"{result['cluster']}: {result['tiles_done']} tiles done, {result['tiles_failed']} "
+        f"failed, {result['galaxies']} galaxies in {result['wall_s']:.1f} s: "
+        f"{result['galaxies_per_s']:,.0f} galaxies/s, {result['tiles_per_hour']:,.0f} tiles per "
+        f"hour on one {'CPU worker' if dry_run else 'GPU'}. Task time: {shares}.",
+    ]
+    if result.get("pool"):
+        lines.append(f"Allocators on the worker: {result['pool']}.")
+    return lines
+
+
+def _section(title: str, step: dict[str, Any], render: Any) -> list[str]:
+    """A step's section; a partial result (the step overran) is said to be so."""
+    result = step.get("result")
+    if not result:
+        return []
+    try:
+        body = render(result)
+    except (KeyError, TypeError, ValueError) as error:
+        body = [f"(incomplete result: {type(error).__name__} {error}; see the JSON)"]
+    note = [f"*Partial: the step {step['status']}.*", ""] if step.get("partial") else []
+    return ["", f"## {title}", "", *note, *body]
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: steps with their status, then each measurement."""
     steps = report["steps"]
@@ -184,70 +250,26 @@ def to_markdown(report: dict[str, Any]) -> str:
         "| --- | --- | --- |",
     ]
     lines += [f"| {n} | {s['status']} | {s.get('seconds', 0):.1f} |" for n, s in steps.items()]
-    env = steps.get("environment", {}).get("result")
-    if env:
-        lines += ["", "## Environment", "", "```", json.dumps(env, indent=1), "```"]
-    tests = steps.get("tests", {})
-    if tests:
-        lines += ["", f"## gpu-marked tests: {tests.get('counts')}", ""]
-    tiles = steps.get("tiles", {}).get("result")
-    if tiles:
-        lines += ["", "## Tiles", "", f"{tiles['generator']}; made in {tiles['wall_s']:.1f} s."]
-    photometry = steps.get("photometry", {}).get("result")
-    if photometry:
-        full = photometry["full_tile"]
-        quarter = photometry["quarter_tile"]
-        gpu = photometry["device"]
-        lines += [
-            "",
-            "## Photometry",
-            "",
-            f"Full tile {photometry['shape']} on {gpu}: {full['seconds']:.2f} s, "
-            f"{full['sources']} sources (first call, kernels compiled: "
-            f"{photometry['first_call_s']:.1f} s); stamps: "
-            f"{photometry['stamps']['stamps_per_s']:,.0f}/s.",
-            "",
-            f"| stage | full tile {gpu} [s] | quarter numpy [s] | quarter {gpu} [s] | speed-up |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for stage, seconds in full["stages_s"].items():
-            lines.append(
-                f"| {stage} | {seconds:.3f} | {quarter['numpy']['stages_s'].get(stage, 0):.3f} "
-                f"| {quarter[gpu]['stages_s'].get(stage, 0):.3f} "
-                f"| {_fmt(quarter['speedup_per_stage'].get(stage, float('nan')))} |"
-            )
-    inference = steps.get("inference", {}).get("result")
-    if inference:
-        lines += [
-            "",
-            f"## Inference (batch {inference['batch']}, {inference['device']})",
-            "",
-            "| network | fp32 galaxies/s | bf16 galaxies/s |",
-            "| --- | --- | --- |",
-        ]
-        for name, row in inference["networks"].items():
-            lines.append(
-                f"| {name} | {row['fp32']['galaxies_per_s']:,.0f} "
-                f"| {row['bf16']['galaxies_per_s']:,.0f} |"
-            )
-    pipeline = steps.get("pipeline", {}).get("result")
-    if pipeline:
-        shares = ", ".join(f"{k} {100 * v:.0f} %" for k, v in pipeline["stage_shares"].items())
-        lines += [
-            "",
-            "## End to end (`csst_photoz.run`)",
-            "",
-            f"{pipeline['cluster']}: {pipeline['tiles_done']} tiles done, "
-            f"{pipeline['tiles_failed']} failed, {pipeline['galaxies']} galaxies in "
-            f"{pipeline['wall_s']:.1f} s: {pipeline['galaxies_per_s']:,.0f} galaxies/s, "
-            f"{pipeline['tiles_per_hour']:,.0f} tiles per hour on one "
-            f"{'CPU worker' if report['dry_run'] else 'GPU'}. Task time: {shares}.",
-        ]
-        if pipeline.get("pool"):
-            lines.append(f"Allocators on the worker: {pipeline['pool']}.")
-    failed = {n: s for n, s in steps.items() if s["status"] != "ok"}
-    for name, step in failed.items():
-        lines += ["", f"## {name}: {step['status']}", "", "```", step.get("log_tail", ""), "```"]
+    lines += _section("Environment", steps.get("environment", {}),
+                      lambda r: ["```", json.dumps(r, indent=1), "```"])  # fmt: skip
+    if steps.get("tests"):
+        lines += ["", f"## gpu-marked tests: {steps['tests'].get('counts')}"]
+    lines += _section("Tiles", steps.get("tiles", {}),
+                      lambda r: [f"{r['generator']}; made in {r['wall_s']:.1f} s."])  # fmt: skip
+    lines += _section("Photometry", steps.get("photometry", {}), _photometry_lines)
+    lines += _section("Inference", steps.get("inference", {}), _inference_lines)
+    lines += _section("End to end (`csst_photoz.run`)", steps.get("pipeline", {}),
+                      lambda r: _pipeline_lines(r, report["dry_run"]))  # fmt: skip
+    for name, step in steps.items():
+        if step["status"] != "ok":
+            lines += [
+                "",
+                f"## {name}: {step['status']}",
+                "",
+                "```",
+                step.get("log_tail", ""),
+                "```",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -302,10 +324,12 @@ def main(argv: list[str] | None = None) -> int:
         "steps": steps,
     }  # fmt: skip
     stem = f"gpu_check_{report['device']}"
-    markdown = to_markdown(report)
-    for folder in [args.out] + ([args.copy_to] if args.copy_to else []):
+    folders = [args.out] + ([args.copy_to] if args.copy_to else [])
+    for folder in folders:  # the JSON first: it holds everything, whatever the Markdown does
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    markdown = to_markdown(report)
+    for folder in folders:
         (folder / f"{stem}.md").write_text(markdown)
     print(markdown)
     if not keep_work:

@@ -250,6 +250,20 @@ def _stamps_per_s(result: Any, xp: ModuleType, repeats: int) -> dict[str, Any]:
     return {"stamps": n, "median_s": median, "stamps_per_s": n / median if median else 0.0}
 
 
+def _save_inference_inputs(work: Path, measured: Any) -> None:
+    """The networks' flux columns and a few hundred stamps of a measured tile, for the
+    inference phase."""
+    table = measured.table
+    keep = np.arange(min(table.num_rows, 512))
+    stamps, _ = measured.stamps(keep)
+    columns = {name: table[name].to_numpy() for name in table.column_names}
+    np.savez(
+        work / "inference_inputs.npz",
+        stamps=np.asarray(stamps.get() if hasattr(stamps, "get") else stamps),
+        **{f"col:{k}": v for k, v in columns.items() if v.dtype.kind in "fiu"},
+    )
+
+
 def photometry(args: argparse.Namespace) -> dict[str, Any]:
     """CuPy (or, dry, NumPy) on the full tile; CuPy against NumPy per stage on a quarter tile."""
     from csst_photoz.io import read_tile_zarr
@@ -272,6 +286,8 @@ def photometry(args: argparse.Namespace) -> dict[str, Any]:
         "stages_s": best[1],
     }
     result["stamps"] = _stamps_per_s(best[0], xp, repeats=3)
+    _save_inference_inputs(args.work, best[0])
+    _write(args.work, "photometry", result)  # a partial result, should the rest overrun
     quarter = _crop(tile, ny // 2, nx // 2)
     result["quarter_tile"] = {"shape": [ny // 2, nx // 2], "pixel_share": 0.25}
     for name, module in (("numpy", np), (xp.__name__, xp)):
@@ -288,16 +304,6 @@ def photometry(args: argparse.Namespace) -> dict[str, Any]:
         for stage in cpu["stages_s"]
         if gpu["stages_s"].get(stage, 0) > 0
     }
-    # inputs of the inference phase: the networks' flux columns and a few hundred stamps
-    table = best[0].table
-    keep = np.arange(min(table.num_rows, 512))
-    stamps, _ = best[0].stamps(keep)
-    columns = {name: table[name].to_numpy() for name in table.column_names}
-    np.savez(
-        args.work / "inference_inputs.npz",
-        stamps=np.asarray(stamps.get() if hasattr(stamps, "get") else stamps),
-        **{f"col:{k}": v for k, v in columns.items() if v.dtype.kind in "fiu"},
-    )
     return result
 
 
@@ -437,6 +443,7 @@ def pipeline(args: argparse.Namespace) -> dict[str, Any]:
         warm = run(paths[:1], args.work / "run_warm", client=client, config=config,
                    progress=False)  # fmt: skip
         result["warm_up_tile_s"] = warm.wall_seconds
+        _write(args.work, "pipeline", result)  # a partial result, should the run overrun
         summary = run(paths, args.work / "run", client=client, config=config, progress=False)
     stages = {k: v for k, v in summary.stage_seconds.items() if "/" not in k}
     task_s = sum(stages.values())

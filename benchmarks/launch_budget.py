@@ -1,6 +1,6 @@
 """Launch and synchronisation budget of the photometry and stamps on a GPU, counted on the CPU.
 
-Usage: python benchmarks/launch_budget.py [--sizes 1024 2048] [--patch 512] [--stamps 4096]
+Usage: python benchmarks/launch_budget.py [--sizes 4096 4608] [--patch 512] [--stamps 4096]
        [--out benchmarks/results]
 
 Runs ``measure_tile`` and ``TilePhotometry.stamps`` with the counting stand-in for CuPy
@@ -9,7 +9,12 @@ check's generator), counts per stage the array operations (each at least one ker
 a GPU), the device-to-host synchronisations and the bytes each operation reads and writes,
 extrapolates every count linearly in pixel count to a full 9216 x 9232 tile (two sizes give
 the constant part and the per-pixel part: a count that grows with the tile is a loop over
-data), and projects the GPU time of a full tile per stage:
+data), and projects the GPU time of a full tile per stage. The default sizes are large enough
+(at least 2^24 pixels) that the photometry groups its bands as on a full tile: smaller tiles
+have all bands' backgrounds estimated in one call (``measure._subtract_background``), so their
+counts do not extrapolate to a full tile.
+
+The projection:
 
     time = launches x LAUNCH_S + syncs x SYNC_S + bytes / HBM_BYTES_PER_S
            + (host->device + device->host bytes) / PCIE_BYTES_PER_S
@@ -150,7 +155,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs=2, default=[1024, 2048])
+    parser.add_argument("--sizes", type=int, nargs=2, default=[4096, 4608])
     parser.add_argument("--patch", type=int, default=512, help="GalSim patch side [px]")
     parser.add_argument("--stamps", type=int, default=4096, help="stamps cut (at most)")
     parser.add_argument("--seed", type=int, default=2022)

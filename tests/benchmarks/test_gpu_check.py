@@ -96,6 +96,18 @@ def test_the_report_names_each_measurement_and_each_step_that_failed(tmp_path):
     assert "## pipeline: timed out after 150 s" in markdown
 
 
+def test_a_partial_result_of_a_step_that_overran_still_gives_a_report(tmp_path):
+    report = _report(tmp_path)
+    photometry = report["steps"]["photometry"]
+    photometry.update(status="timed out after 110 s", partial=True)
+    del photometry["result"]["quarter_tile"]  # the step stopped before the NumPy comparison
+    report["steps"]["inference"]["result"] = {"batch": 4096}  # stopped before any network
+    markdown = gpu_check.to_markdown(report)
+    assert "*Partial: the step timed out after 110 s.*" in markdown
+    assert "| detection | 0.300 | nan | nan | nan |" in markdown
+    assert "(incomplete result: KeyError" in markdown
+
+
 def test_mirrored_tile_has_the_full_size_and_continues_the_patch_by_reflection():
     tile = phases.mirrored_tile(5, (150, 130), 64, seed=1)
     assert tile.shape == (150, 130) and tile.tile_id == 5
