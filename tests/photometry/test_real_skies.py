@@ -198,3 +198,21 @@ def test_a_band_too_masked_for_a_background_keeps_every_galaxy():
     table = measure_tile(replace(tile, mask=mask), config=config).table
     rows = rows_at(table)
     assert (table["flags_z"].to_numpy()[rows] & MISSING).all()
+
+
+def test_inverse_variance_weights_favour_the_deep_bands():
+    tile = scene_tile(seed=32)
+    z = BANDS.index("z")
+    image, variance = tile.image.copy(), tile.variance.copy()
+    image[z] += np.random.default_rng(32).normal(0.0, 50.0, image[z].shape).astype(np.float32)
+    variance[z] += 2500.0
+    noisy_z = replace(tile, image=image, variance=variance)
+    equal = measure_tile(noisy_z, config=CONFIG).table
+    weighted = CONFIG.model_copy(update={"detection_weights": "inverse_variance"})
+    table = measure_tile(noisy_z, config=weighted).table
+    rows, equal_rows = rows_at(table), rows_at(equal)
+    snr = table["detection_snr"].to_numpy()[rows]
+    assert (snr > 2 * equal["detection_snr"].to_numpy()[equal_rows]).all()
+    # equal depths: the weights are all 1, the catalogue is the plain sum's
+    same = measure_tile(tile, config=weighted).table
+    assert same.equals(measure_tile(tile, config=CONFIG).table)
