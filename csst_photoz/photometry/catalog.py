@@ -7,7 +7,10 @@ band the Kron-aperture flux in electrons (``counts_<b>``, ``counts_err_<b>``) an
 (``flux_<b>``, ``flux_err_<b>``), the AB magnitude and its error (NaN for non-positive fluxes),
 and the circular-aperture fluxes (``flux_ap<r>_<b>`` [nJy], radius ``r`` in arcsec with ``p``
 for the decimal point). Units and descriptions are field metadata; the schema metadata records
-the photometry settings and the package version.
+the photometry settings and the package version. ``flags`` holds the
+:class:`~.SourceFlag` bits of the source (any band); ``flags_<b>`` the bits MASKED and
+BAND_MISSING of band ``b`` alone, so that a band's clean photometry is selected by
+``(flags_<b> & (MASKED | BAND_MISSING)) == 0``.
 
 `flux_input_columns` maps a network's declared input (a flux unit and definition, see
 :class:`~csst_photoz.io.checkpoint_file.FluxInput`) to the catalogue's columns: electrons in
