@@ -115,6 +115,8 @@ class TileRecord:
     worker: str = ""
     device: str = ""
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # the tile's metadata checksum (TileIdentity.checksum); "" in markers of older runs
+    checksum: str = ""
 
 
 @dataclass(frozen=True)
@@ -370,26 +372,30 @@ class RunStore:
         return audit
 
     # -- claims, partitions and markers --------------------------------------------------
-    def claim(self, tile_id: int, source: str) -> str | None:
-        """Claim a tile id for a source; returns the other source that holds it, or None.
+    def claim(self, tile_id: int, source: str, checksum: str = "") -> str | None:
+        """Claim a tile id for a tile; returns the other source that holds it, or None.
 
         The claim file is created exclusively and complete (a hard link of a written file), so
         of two tasks racing for one id exactly one wins, and the loser reads the winner's name.
-        Claiming again for the same source succeeds.
+        Claiming again for the same tile succeeds: the same ``checksum`` (the tile's metadata,
+        :class:`~csst_photoz.io.tile_sources.TileIdentity`; so a moved tile is the same), or,
+        for claims without one, the same ``source``.
         """
         path = self.layout.claim(tile_id)
         path.parent.mkdir(parents=True, exist_ok=True)
+        mine = json.dumps({"source": source, "checksum": checksum}) if checksum else source
         # the claim appears complete or not at all: written under a private name, then linked
         # to the claim's name (a hard link fails, atomically, when the name exists)
         handle, staged = tempfile.mkstemp(prefix=temporary_prefix(path), dir=path.parent)
         with_default_mode(staged)
         try:
             with os.fdopen(handle, "w") as stream:
-                stream.write(source)
+                stream.write(mine)
             os.link(staged, path)
         except FileExistsError:
-            holder = path.read_text()
-            return None if holder == source else holder
+            holder, holder_checksum = _claim_content(path.read_text())
+            same = (checksum and holder_checksum == checksum) or holder == source
+            return None if same else holder
         finally:
             os.unlink(staged)
         return None
@@ -458,6 +464,10 @@ class RunStore:
             except (OSError, json.JSONDecodeError, TypeError):
                 continue
 
+    def done_tiles(self) -> dict[int, TileRecord]:
+        """Tile id -> marker, for tiles whose partitions are in place."""
+        return {r.tile_id: r for r in self.markers() if self.is_done(r)}
+
     def done_sources(self) -> dict[str, TileRecord]:
         """Source key -> marker, for tiles whose partitions are in place."""
         return {r.source: r for r in self.markers() if self.is_done(r)}
@@ -491,7 +501,7 @@ class RunStore:
             ("tile_id", pa.int64()), ("source", pa.string()), ("partition", pa.string()),
             ("rows", pa.int64()), ("bytes", pa.int64()), ("sha256", pa.string()),
             ("seconds", pa.float64()), ("worker", pa.string()), ("device", pa.string()),
-            ("stage_seconds", pa.string()),
+            ("stage_seconds", pa.string()), ("checksum", pa.string()),
         ])  # fmt: skip
         table = pa.Table.from_pylist(rows, schema=schema)
         with atomic_destination(self.layout.manifest) as temporary:
@@ -533,3 +543,12 @@ def _alive(holder: Mapping[str, Any]) -> bool:
     except (PermissionError, KeyError, TypeError, ValueError):
         return True
     return True
+
+
+def _claim_content(text: str) -> tuple[str, str]:
+    """(source, checksum) of a claim file (a plain source path in claims without checksum)."""
+    try:
+        content = json.loads(text)
+        return str(content["source"]), str(content["checksum"])
+    except (ValueError, KeyError, TypeError):
+        return text, ""

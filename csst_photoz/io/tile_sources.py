@@ -11,31 +11,68 @@ must (a manifest of millions of tiles is read line by line or batch by batch):
   relative to the manifest's folder) or a Parquet file with a ``path`` column.
 
 Each tile becomes a :class:`TileSource`, a small picklable record (what Dask tasks carry); its
-``key`` (the resolved path) is what the run's manifest records, so a rerun recognises it.
+``key`` (the resolved path) is what the run's manifest records. Its :meth:`TileSource.identity`
+(tile id, size and a checksum of the tile's metadata, read without the pixels) is what a run
+resumes by, so a survey moved to another folder or file system is recognised.
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import zarr
+from astropy.io import fits
 
 from ..tile import Tile
 from .paths import TILE_FITS_GLOB, parse_tile_fits_name
 from .tile_fits import CSST_BANDS, read_tile_fits, tile_fits_path
 from .tile_zarr import TileFormatError, read_tile_zarr
 
-__all__ = ["TileSource", "iter_tile_sources"]
+__all__ = ["TileIdentity", "TileSource", "iter_tile_sources"]
 
 #: ``on_error(path, reason)``: a named tile that cannot be used.
 ErrorHandler = Callable[[str, str], None]
 _MANIFEST_SUFFIXES = (".txt", ".lst")
 _GLOB_CHARACTERS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class TileIdentity:
+    """What a tile is, wherever it lies: its id, size and a checksum of its metadata.
+
+    Attributes
+    ----------
+    tile_id
+        The tile's id.
+    shape
+        ``(ny, nx)`` pixels of each band.
+    checksum
+        SHA-256 (hex, 32 digits) of the tile's metadata: a zarr store's attributes (bands,
+        zero points, exposure times, WCS, ...) with the image's shape and type, or the primary
+        headers of a FITS tile's band files. Paths are not part of it.
+    """
+
+    tile_id: int
+    shape: tuple[int, int]
+    checksum: str
+
+    @property
+    def pixels(self) -> int:
+        """Pixels per band."""
+        return self.shape[0] * self.shape[1]
+
+
+def _checksum(metadata: object) -> str:
+    text = json.dumps(metadata, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -68,6 +105,39 @@ class TileSource:
     def digest(self) -> str:
         """A short hash of :attr:`key` (file names and Dask keys)."""
         return hashlib.sha1(self.key.encode()).hexdigest()[:16]
+
+    def identity(self, bands: tuple[str, ...] = CSST_BANDS) -> TileIdentity:
+        """The tile's id, size and metadata checksum, read without its pixels.
+
+        Raises
+        ------
+        TileFormatError
+            Naming the file, when its metadata cannot be read.
+        """
+        if self.kind == "zarr":
+            try:
+                group = zarr.open_group(self.path, mode="r")
+                attrs = dict(group.attrs)
+                image = group["image"]
+                shape = tuple(int(n) for n in image.shape)
+                metadata = {"attrs": attrs, "shape": shape, "dtype": str(image.dtype)}
+                return TileIdentity(int(attrs["tile_id"]), shape[-2:], _checksum(metadata))
+            except Exception as error:
+                raise TileFormatError(
+                    f"tile store {self.path}: metadata unreadable ({type(error).__name__}: {error})"
+                ) from None
+        headers = []
+        for band in bands:
+            file = tile_fits_path(self.path, int(self.tile_id or 0), band)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    headers.append(fits.getheader(file, 0).tostring())
+            except (OSError, ValueError) as error:
+                raise TileFormatError(f"{file}: header unreadable ({error})") from None
+        header = fits.Header.fromstring(headers[0])
+        shape = (int(header.get("NAXIS2", 0)), int(header.get("NAXIS1", 0)))
+        return TileIdentity(int(self.tile_id or 0), shape, _checksum(headers))
 
     def read(self, bands: tuple[str, ...] = CSST_BANDS) -> Tile:
         """Read and validate the tile.

@@ -25,16 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distributed import Client
+import dask
+from dask.utils import format_bytes
+from distributed import Client, KilledWorker
 
 from .. import __version__
 from ..checkpoints import checkpoint_files, shipped_checkpoints
 from ..constants import CSST_BANDS
-from ..io.run_store import RunStore, TileFailure
-from ..io.tile_sources import TileSource, iter_tile_sources
+from ..io.run_store import RunStore, TileFailure, TileRecord
+from ..io.tile_sources import TileIdentity, TileSource, iter_tile_sources
 from ..photometry import PhotometryConfig
 from ..photometry.catalog import STAMP_UNIT, flux_input_columns
-from .cluster import connect, gpus_visible, memory_limit_bytes
+from ..tile import TileDataError
+from .cluster import ClusterError, connect, gpus_visible, memory_limit_bytes
 from .config import SCHEDULING_KEYS, PipelineConfig
 from .submit import default_window, submit_bounded, task_per_item
 from .tile_task import CheckpointRef, TileJob, TileResult, process_tile, worker_device
@@ -239,6 +242,11 @@ def _submit_all(
         # retries exhausted: a worker kept dying, or a bug (bad tile data is a TileResult)
         error = outcome.error
         reason = "".join(traceback.format_exception_only(type(error), error)).strip()
+        if isinstance(error, KilledWorker):
+            reason = (
+                f"{source.key}: the worker running it died on every try (Dask's "
+                f"allowed-failures; out of memory? see --memory-limit): {reason}"
+            )
         failure = TileFailure(source.key, reason, source.tile_id, "error")
         store.record_failure(source.digest, failure)
         summary.tiles_failed += 1
@@ -247,6 +255,106 @@ def _submit_all(
 
 def _tile_key(source: TileSource) -> str:
     return f"photoz-tile-{source.digest}"
+
+
+#: Memory of a CPU worker process with the shipped networks loaded, Dask included, and the
+#: peak memory per pixel (7 bands) of a tile on it: measured by
+#: ``benchmarks/faults_memory.py`` (373 MB before Dask's worker, 126 bytes/pixel between
+#: 512^2 and 2048^2 tiles; ``benchmarks/results/faults_memory.md``), and 132 bytes/pixel from
+#: the 12.0 GB peak of a full 9216 x 9232 tile (``benchmarks/README.md``).
+WORKER_BASE_BYTES = 500_000_000
+TILE_BYTES_PER_PIXEL = 132
+
+
+def memory_needed(pixels: int, checkpoints: Sequence[CheckpointRef]) -> int:
+    """Bytes a worker needs to process a tile of ``pixels`` pixels per band with ``checkpoints``.
+
+    The measured worker size (`WORKER_BASE_BYTES`), twice the checkpoint files (their tensors
+    loaded, plus torch's working memory), and `TILE_BYTES_PER_PIXEL` per pixel.
+    """
+    networks = sum(2 * os.path.getsize(ref.path) for ref in checkpoints)
+    return WORKER_BASE_BYTES + networks + TILE_BYTES_PER_PIXEL * pixels
+
+
+def _pause_fraction() -> float:
+    fraction = dask.config.get("distributed.worker.memory.pause", default=0.8)
+    return float(fraction) if fraction else 1.0
+
+
+def _check_memory_limit(limit: int | None, need: int, given: object) -> None:
+    """Refuse a worker memory limit that cannot hold the networks and one tile.
+
+    Raises
+    ------
+    ClusterError
+        Saying what is needed: Dask pauses a worker at ``distributed.worker.memory.pause``
+        (80 %) of its limit, so the limit must hold the need below that fraction.
+    """
+    if not limit:
+        return
+    pause = _pause_fraction()
+    if limit * pause < need:
+        enough = format_bytes(int(need / pause) + 1)
+        raise ClusterError(
+            f"memory limit {given!r} ({format_bytes(limit)} per worker) is too small: a worker "
+            f"with these networks and the largest tile needs about {format_bytes(need)}, and "
+            f"Dask pauses a worker at {pause:.0%} of its limit; use --memory-limit {enough} or "
+            "more (or fewer workers)"
+        )
+
+
+def _check_worker_memory(client: Client, need: int, given: object) -> None:
+    """`_check_memory_limit` against the smallest limit of the cluster's workers."""
+    limits = [
+        worker.get("memory_limit") or 0 for worker in client.scheduler_info()["workers"].values()
+    ]
+    limits = [limit for limit in limits if limit > 0]
+    if limits:
+        _check_memory_limit(min(limits), need, given if given != "auto" else "auto")
+
+
+def _identities(sources: Sequence[TileSource], bands: tuple[str, ...]) -> dict[str, TileIdentity]:
+    """Source key -> identity, for the sources whose metadata can be read.
+
+    The others' tasks report why they cannot be read.
+    """
+    identities = {}
+    for source in sources:
+        try:
+            identities[source.key] = source.identity(bands)
+        except TileDataError:
+            continue
+    return identities
+
+
+def _twins(
+    sources: Sequence[TileSource], identities: dict[str, TileIdentity]
+) -> dict[TileSource, TileSource | None]:
+    """Each source -> the earlier source of the same tile (same id and checksum), or None."""
+    first: dict[tuple[int, str], TileSource] = {}
+    twins: dict[TileSource, TileSource | None] = {}
+    for source in sources:
+        identity = identities.get(source.key)
+        key = None if identity is None else (identity.tile_id, identity.checksum)
+        twins[source] = first.get(key) if key is not None else None
+        if key is not None:
+            first.setdefault(key, source)
+    return twins
+
+
+def _is_done(
+    source: TileSource, identity: TileIdentity | None, done: dict[int, TileRecord]
+) -> bool:
+    """Whether the tile has a valid marker made from the same tile.
+
+    By checksum, wherever the tile lies now; markers of older runs, without one, by path.
+    """
+    if identity is None or identity.tile_id not in done:
+        return False
+    record = done[identity.tile_id]
+    if record.checksum:
+        return record.checksum == identity.checksum
+    return record.source == source.key
 
 
 def _check_out_folder(out: Path) -> None:
@@ -356,7 +464,6 @@ def run(
     checkpoints = resolve_checkpoints(models, bands=bands, photometry=config.photometry)
     local = client is None and address is None and scheduler_file is None
     if local:
-        memory_limit_bytes(memory_limit)
         _refuse_cuda_without_gpu(config, None)
     # every argument is resolved before any work: a bad one stops the run here, not midway
     unusable: list[TileFailure] = []  # a listed tile that is missing or not a tile
@@ -365,6 +472,11 @@ def run(
         unusable.append(TileFailure(path, reason, None, "input"))
 
     sources = list(iter_tile_sources(tiles, on_error=listed_but_unusable))
+    identities = _identities(sources, tuple(bands))
+    pixels = max((identity.pixels for identity in identities.values()), default=0)
+    need = memory_needed(pixels, checkpoints)
+    if local:  # before any worker starts (one below its own size restarts without end)
+        _check_memory_limit(memory_limit_bytes(memory_limit), need, memory_limit)
     store = RunStore(out)
     settings = {
         "pipeline": config.model_dump(mode="json", exclude=set(SCHEDULING_KEYS)),
@@ -389,13 +501,29 @@ def run(
             store.record_failure(TileSource("zarr", failure.source).digest, failure)
             summary.tiles_failed += 1
             summary.failures.append(failure)
-        done = set(store.done_sources())
-        pending = [source for source in sources if source.key not in done]
-        summary.tiles_skipped = len(sources) - len(pending)
+        pending = []
+        done = store.done_tiles()
+        for source, twin in _twins(sources, identities).items():
+            if twin is not None:  # the same tile (id and metadata) named twice
+                failure = TileFailure(
+                    source.key,
+                    f"{source.key}: tile id {identities[source.key].tile_id} is already "
+                    f"produced from {twin.key} (the same tile, listed twice)",
+                    identities[source.key].tile_id, "input",
+                )  # fmt: skip
+                store.record_failure(source.digest, failure)
+                summary.tiles_failed += 1
+                summary.failures.append(failure)
+            elif _is_done(source, identities.get(source.key), done):
+                store.clear_failure(source.digest)
+                summary.tiles_skipped += 1
+            else:
+                pending.append(source)
         cluster = {"client": client, "address": address, "scheduler_file": scheduler_file}
         with connect(**cluster, n_workers=n_workers, memory_limit=memory_limit) as dask_client:
             if not local:
                 _refuse_cuda_without_gpu(config, dask_client)
+            _check_worker_memory(dask_client, need, memory_limit)
             if progress:
                 print(f"Dask dashboard: {dask_client.dashboard_link}", flush=True)
             window = config.max_in_flight or default_window(dask_client)

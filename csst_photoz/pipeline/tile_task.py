@@ -359,10 +359,12 @@ def process_tile(source: TileSource, job: TileJob) -> TileResult:
     start = time.perf_counter()
     try:
         with clock.stage("read"):
+            identity = source.identity(job.bands)
             tile = source.read(job.bands)
     except (TileDataError, OSError) as error:
         return TileResult(source.key, "failed", source.tile_id, reason=str(error))
-    holder = store.claim(tile.tile_id, source.key)
+    # the claim follows the tile's content, not its path: a moved tile is the same tile
+    holder = store.claim(tile.tile_id, source.key, identity.checksum)
     if holder is not None:
         return TileResult(
             source.key, "failed", tile.tile_id,
@@ -396,6 +398,7 @@ def process_tile(source: TileSource, job: TileJob) -> TileResult:
             tile_id=tile.tile_id, source=source.key, partition=str(path.relative_to(store.root)),
             rows=table.num_rows, bytes=size, sha256=sha256, seconds=seconds,
             worker=f"{socket.gethostname()}:{os.getpid()}", device=device, stage_seconds=stages,
+            checksum=identity.checksum,
         )
     )  # fmt: skip
     return TileResult(source.key, "done", tile.tile_id, table.num_rows, seconds, stages)

@@ -355,6 +355,7 @@ def test_write_manifest_table(tmp_path):
         "worker",
         "device",
         "stage_seconds",
+        "checksum",
     ]
     assert table.schema.field("tile_id").type == pa.int64()
     assert table.schema.field("seconds").type == pa.float64()
@@ -550,3 +551,13 @@ def test_audit_names_lost_markers_orphans_and_broken_partitions(tmp_path):
     assert f"{store.partition_path(1)}: partition without a done-marker" in text
     assert "tile 1: in manifest.parquet but without a valid done-marker" in text
     assert [r.tile_id for r in store.audit().records] == [4]
+
+
+def test_a_claim_with_a_checksum_follows_the_tile_not_its_path(tmp_path):
+    store = RunStore(tmp_path / "run")
+    assert store.claim(5, "/old/tile_5.zarr", checksum="abc") is None
+    assert store.claim(5, "/new/tile_5.zarr", checksum="abc") is None  # moved: the same tile
+    assert store.claim(5, "/new/other.zarr", checksum="def") == "/old/tile_5.zarr"
+    assert store.claim(6, "/old/tile_6.zarr") is None  # a claim of an older run (a path)
+    assert store.claim(6, "/old/tile_6.zarr", checksum="abc") is None
+    assert store.claim(6, "/new/tile_6.zarr", checksum="abc") == "/old/tile_6.zarr"

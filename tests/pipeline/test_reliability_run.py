@@ -78,3 +78,35 @@ def test_finalize_refuses_a_lost_marker_and_partitions_of_other_settings(
     store.settings_path.write_text(json.dumps(settings))
     with pytest.raises(RunIntegrityError, match=r"made with models \['mlp', 'cnn'\], not run"):
         finalize_run(out, client=client)
+
+
+def test_moved_tiles_resume_and_another_tile_with_a_taken_id_is_refused(
+    tmp_path, field, checkpoints, client
+):
+    out = tmp_path / "run"
+    first = run(field[:2], out, models=checkpoints, client=client, **QUIET)
+    assert first.tiles_done == 2
+    moved = [tmp_path / "elsewhere" / store.name for store in field[:2]]
+    for source, destination in zip(field[:2], moved, strict=True):
+        shutil.copytree(source, destination)
+    again = run(moved, out, models=checkpoints, client=client, **QUIET)
+    assert (again.tiles_done, again.tiles_skipped, again.tiles_failed) == (0, 2, 0)
+    # a different tile (other metadata) under a taken id is refused, naming the first source
+    other = tmp_path / "other" / field[0].name
+    shutil.copytree(field[0], other)
+    document = json.loads((other / "zarr.json").read_text())
+    document["attributes"]["exposure_time"] = [
+        2 * t for t in document["attributes"]["exposure_time"]
+    ]
+    (other / "zarr.json").write_text(json.dumps(document))
+    refused = run([other], out, models=checkpoints, client=client, **QUIET)
+    assert refused.tiles_failed == 1 and "already produced from" in refused.failures[0].reason
+
+
+def test_a_memory_limit_below_the_measured_need_is_refused_before_any_worker(tmp_path, field):
+    from csst_photoz.pipeline.cluster import ClusterError
+
+    with pytest.raises(ClusterError, match=r"too small: .* needs about .* use --memory-limit"):
+        run(field[:1], tmp_path / "run", models=[], memory_limit="1MB", n_workers=1, **QUIET)
+    with pytest.raises(ClusterError, match=r"too small"):
+        run(field[:1], tmp_path / "run", models=[], memory_limit="500MB", n_workers=1, **QUIET)
