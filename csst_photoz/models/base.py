@@ -29,7 +29,7 @@ from ..io.checkpoint_metadata import (
     PzRecord,
     SigmaCalibration,
 )
-from ..pz.grid import recalibrate
+from ..pz.grid import PzGrid, recalibrate
 from .domain import FLAG_DTYPE, DomainCheck, clamp_estimates
 from .layers import keras_parameter_count
 from .pz_head import PzConfig, bin_probabilities
@@ -67,12 +67,15 @@ class PhotoZEstimate(NamedTuple):
         (n, bins) float32 probability of each bin of the model's p(z) grid (rows sum to 1,
         recalibrated when the model has a p(z) calibration), or None: a model without a p(z)
         head, or ``predict(..., pz=False)``. Not clamped: it is the network's distribution.
+    pz_grid
+        The grid of ``pz`` (:class:`~csst_photoz.pz.PzGrid`), or None with ``pz``.
     """
 
     z: npt.NDArray[np.float32]
     z_err: npt.NDArray[np.float32]
     flag: npt.NDArray[np.uint16]
     pz: npt.NDArray[np.float32] | None = None
+    pz_grid: PzGrid | None = None
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -371,8 +374,15 @@ class PhotoZModel(nn.Module):
         )
         if probabilities is not None and self.pz_calibration is not None:
             probabilities = recalibrate(probabilities, self.pz_calibration).astype(np.float32)
+        grid = (
+            None if pz_config is None else PzGrid(pz_config.z_min, pz_config.z_max, pz_config.bins)
+        )
         return PhotoZEstimate(
-            z=z, z_err=z_err, flag=(flag | clamped).astype(FLAG_DTYPE), pz=probabilities
+            z=z,
+            z_err=z_err,
+            flag=(flag | clamped).astype(FLAG_DTYPE),
+            pz=probabilities,
+            pz_grid=grid,
         )
 
     def _check_inputs(self, inputs: Mapping[str, Any]) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..pz.grid import PzGrid
 from .base import PhotoZEstimate, PhotoZModel
 from .domain import FLAG_DTYPE
 from .precision import bf16_autocast
@@ -104,7 +105,8 @@ def predict_catalog(
     -------
     dict
         Output name -> `PhotoZEstimate` (``z``, ``z_err``: float32; ``flag``: uint16 domain
-        flag, :mod:`csst_photoz.models.domain`; length n).
+        flag, :mod:`csst_photoz.models.domain`; length n; ``pz``: (n, bins) float32 bin
+        probabilities for a network with a p(z) head, else None).
     """
     n = int(fluxes.shape[0])
     width = len(bands) if flux_index is None else fluxes.shape[-1]
@@ -127,6 +129,16 @@ def predict_catalog(
     z = {name: np.empty(n, dtype=np.float32) for name in models}
     z_err = {name: np.empty(n, dtype=np.float32) for name in models}
     flag = {name: np.empty(n, dtype=FLAG_DTYPE) for name in models}
+    pz = {
+        name: np.empty((n, model.pz_config.bins), dtype=np.float32)
+        for name, model in models.items()
+        if model.pz_config is not None
+    }
+    grids = {
+        name: PzGrid(model.pz_config.z_min, model.pz_config.z_max, model.pz_config.bins)
+        for name, model in models.items()
+        if model.pz_config is not None
+    }
     for start in range(0, n, batch_size):
         rows = np.arange(start, min(start + batch_size, n), dtype=np.int64)
         stamps = cut_stamps(rows) if needs_stamps and cut_stamps is not None else None
@@ -154,4 +166,11 @@ def predict_catalog(
             z[name][rows] = estimate.z
             z_err[name][rows] = estimate.z_err
             flag[name][rows] = estimate.flag
-    return {name: PhotoZEstimate(z=z[name], z_err=z_err[name], flag=flag[name]) for name in models}
+            if name in pz:
+                pz[name][rows] = estimate.pz
+    return {
+        name: PhotoZEstimate(
+            z=z[name], z_err=z_err[name], flag=flag[name], pz=pz.get(name), pz_grid=grids.get(name)
+        )
+        for name in models
+    }
