@@ -481,6 +481,18 @@ class RunStore:
         """Forget an earlier failure of a tile source (it succeeded now)."""
         self.failure_path(digest).unlink(missing_ok=True)
 
+    def clear_failures_of_tile(self, tile_id: int | None) -> None:
+        """Forget every failure recorded for a tile id (the tile is done now)."""
+        if tile_id is None or not self.layout.failures_dir.is_dir():
+            return
+        for path in self.layout.failures_dir.glob(RunLayout.FAILURE_GLOB):
+            try:
+                recorded = json.loads(path.read_text()).get("tile_id")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if recorded == tile_id:
+                path.unlink(missing_ok=True)
+
     def failures(self) -> list[TileFailure]:
         """Every failure record."""
         records = []

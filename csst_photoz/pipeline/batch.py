@@ -128,7 +128,7 @@ def resolve_checkpoints(
     Raises
     ------
     FileNotFoundError
-        On a missing checkpoint.
+        On a missing checkpoint, or a folder without any.
     CheckpointError
         On an unreadable checkpoint, one for bands the run lacks, or inputs the catalogue
         cannot provide (naming the file and the band, column or unit).
@@ -140,6 +140,11 @@ def resolve_checkpoints(
         files = shipped_checkpoints()
     elif isinstance(models, (str, os.PathLike)) and Path(models).is_dir():
         files = checkpoint_files(models)
+        if not files:  # not a silent photometry-only run
+            raise FileNotFoundError(
+                f"{models}: no checkpoints (*.pt) in this folder; for photometry only, give no "
+                "models (--no-models, models=[])"
+            )
     elif isinstance(models, (str, os.PathLike)):
         files = [Path(models)]
     else:
@@ -200,6 +205,7 @@ def _record(store: RunStore, source: TileSource, result: TileResult, summary: Ru
         summary.failures.append(failure)
         return
     store.clear_failure(source.digest)
+    store.clear_failures_of_tile(result.tile_id)  # e.g. recorded under the tile's old path
     # "skipped": this run's own earlier attempt wrote it (a retried task whose worker died
     # after the marker), since only tiles not done when the run started are submitted
     summary.tiles_done += 1
@@ -276,41 +282,46 @@ def memory_needed(pixels: int, checkpoints: Sequence[CheckpointRef]) -> int:
     return WORKER_BASE_BYTES + networks + TILE_BYTES_PER_PIXEL * pixels
 
 
-def _pause_fraction() -> float:
-    fraction = dask.config.get("distributed.worker.memory.pause", default=0.8)
+def _memory_fraction(name: str, default: float) -> float:
+    fraction = dask.config.get(f"distributed.worker.memory.{name}", default=default)
     return float(fraction) if fraction else 1.0
 
 
-def _check_memory_limit(limit: int | None, need: int, given: object) -> None:
+def _check_memory_limit(limit: int | None, need: int, base: int, given: object) -> None:
     """Refuse a worker memory limit that cannot hold the networks and one tile.
+
+    Dask's nanny restarts a worker above ``distributed.worker.memory.terminate`` (95 %) of its
+    limit, and a worker above ``pause`` (80 %) takes no new task: the peak ``need`` must stay
+    below the first and the worker with its networks (``base``) below the second.
 
     Raises
     ------
     ClusterError
-        Saying what is needed: Dask pauses a worker at ``distributed.worker.memory.pause``
-        (80 %) of its limit, so the limit must hold the need below that fraction.
+        Saying what is needed and the limit to use.
     """
     if not limit:
         return
-    pause = _pause_fraction()
-    if limit * pause < need:
-        enough = format_bytes(int(need / pause) + 1)
+    terminate = _memory_fraction("terminate", 0.95)
+    pause = _memory_fraction("pause", 0.8)
+    if limit * terminate < need or limit * pause < base:
+        enough = format_bytes(int(max(need / terminate, base / pause)) + 1)
         raise ClusterError(
             f"memory limit {given!r} ({format_bytes(limit)} per worker) is too small: a worker "
-            f"with these networks and the largest tile needs about {format_bytes(need)}, and "
-            f"Dask pauses a worker at {pause:.0%} of its limit; use --memory-limit {enough} or "
-            "more (or fewer workers)"
+            f"with these networks needs about {format_bytes(base)}, and {format_bytes(need)} "
+            f"at its peak on the largest tile; Dask restarts a worker at {terminate:.0%} of "
+            f"its limit and pauses it at {pause:.0%}: use --memory-limit {enough} or more "
+            "(or fewer workers)"
         )
 
 
-def _check_worker_memory(client: Client, need: int, given: object) -> None:
+def _check_worker_memory(client: Client, need: int, base: int, given: object) -> None:
     """`_check_memory_limit` against the smallest limit of the cluster's workers."""
     limits = [
         worker.get("memory_limit") or 0 for worker in client.scheduler_info()["workers"].values()
     ]
     limits = [limit for limit in limits if limit > 0]
     if limits:
-        _check_memory_limit(min(limits), need, given if given != "auto" else "auto")
+        _check_memory_limit(min(limits), need, base, given)
 
 
 def _identities(sources: Sequence[TileSource], bands: tuple[str, ...]) -> dict[str, TileIdentity]:
@@ -474,9 +485,9 @@ def run(
     sources = list(iter_tile_sources(tiles, on_error=listed_but_unusable))
     identities = _identities(sources, tuple(bands))
     pixels = max((identity.pixels for identity in identities.values()), default=0)
-    need = memory_needed(pixels, checkpoints)
+    need, base = memory_needed(pixels, checkpoints), memory_needed(0, checkpoints)
     if local:  # before any worker starts (one below its own size restarts without end)
-        _check_memory_limit(memory_limit_bytes(memory_limit), need, memory_limit)
+        _check_memory_limit(memory_limit_bytes(memory_limit), need, base, memory_limit)
     store = RunStore(out)
     settings = {
         "pipeline": config.model_dump(mode="json", exclude=set(SCHEDULING_KEYS)),
@@ -523,7 +534,7 @@ def run(
         with connect(**cluster, n_workers=n_workers, memory_limit=memory_limit) as dask_client:
             if not local:
                 _refuse_cuda_without_gpu(config, dask_client)
-            _check_worker_memory(dask_client, need, memory_limit)
+            _check_worker_memory(dask_client, need, base, memory_limit)
             if progress:
                 print(f"Dask dashboard: {dask_client.dashboard_link}", flush=True)
             window = config.max_in_flight or default_window(dask_client)

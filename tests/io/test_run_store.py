@@ -561,3 +561,12 @@ def test_a_claim_with_a_checksum_follows_the_tile_not_its_path(tmp_path):
     assert store.claim(6, "/old/tile_6.zarr") is None  # a claim of an older run (a path)
     assert store.claim(6, "/old/tile_6.zarr", checksum="abc") is None
     assert store.claim(6, "/new/tile_6.zarr", checksum="abc") == "/old/tile_6.zarr"
+
+
+def test_clear_failures_of_a_tile_forgets_every_source_of_it(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.record_failure("a", TileFailure("/old/tile_3.zarr", "corrupt", 3))
+    store.record_failure("b", TileFailure("/other/tile_4.zarr", "corrupt", 4))
+    store.record_failure("c", TileFailure("/missing.zarr", "not found", None, "input"))
+    store.clear_failures_of_tile(3)
+    assert sorted(f.source for f in store.failures()) == ["/missing.zarr", "/other/tile_4.zarr"]

@@ -110,3 +110,11 @@ def test_a_memory_limit_below_the_measured_need_is_refused_before_any_worker(tmp
         run(field[:1], tmp_path / "run", models=[], memory_limit="1MB", n_workers=1, **QUIET)
     with pytest.raises(ClusterError, match=r"too small"):
         run(field[:1], tmp_path / "run", models=[], memory_limit="500MB", n_workers=1, **QUIET)
+
+
+def test_an_empty_models_folder_is_refused_not_photometry_only(tmp_path, field):
+    from csst_photoz.pipeline.batch import resolve_checkpoints
+
+    (tmp_path / "models").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no checkpoints \(\*\.pt\).*--no-models"):
+        resolve_checkpoints(tmp_path / "models")
