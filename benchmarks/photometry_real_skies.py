@@ -15,7 +15,8 @@ noiseless twin included), and scenarios of defects that differ from band to band
 * ``zero variance in g``: 15 x 15 blocks of zero variance in g alone on such galaxies.
 
 Each scenario is measured by the code at ``--before`` (the commit before issue 18, run from a
-``git archive`` of it in a subprocess) and by today's code without and with CLEAN. Per run:
+``git archive`` of it in a subprocess) and by today's code: defaults, with ``clean`` (CLEAN),
+and with ``snr_mask_neighbours`` (the S/N of the cut without other detections' pixels). Per run:
 detections, completeness (truth within ``--radius`` px of a detection) at i < 25 and i < 26,
 purity, galaxies lost against the same code's clean-tile run, galaxies split (two or more
 detections matched to one galaxy), false detections next to bright galaxies (unmatched, within
@@ -23,7 +24,7 @@ detections matched to one galaxy), false detections next to bright galaxies (unm
 error of matched, isolated (no other galaxy within 3 Kron aperture radii) galaxies whose band is
 unflagged, against the same aperture on the noiseless image.
 
-Writes ``photometry_real_skies.json`` / ``.md`` and ``photometry_real_skies.png``.
+Writes ``photometry_real_skies_<size>.json`` / ``.md`` / ``.png``.
 """
 
 from __future__ import annotations
@@ -303,7 +304,11 @@ def main(argv: list[str] | None = None) -> None:
     spec = TileSpec(tile_id=0, nx=args.size, ny=args.size, seed=args.seed)
     noisy, clean, truth = noisy_and_clean_tile(spec, Instrument.default())
     print(f"simulated in {time.perf_counter() - clock:.1f} s: {truth.num_rows} galaxies")
-    configs = {"after": PhotometryConfig(), "after + CLEAN": PhotometryConfig(clean=True)}
+    configs = {
+        "after": PhotometryConfig(),
+        "after + CLEAN": PhotometryConfig(clean=True),
+        "after + S/N without neighbours": PhotometryConfig(snr_mask_neighbours=True),
+    }
     result: dict[str, Any] = {
         "benchmark": "photometry_real_skies",
         "command": "python benchmarks/photometry_real_skies.py "
@@ -339,9 +344,10 @@ def main(argv: list[str] | None = None) -> None:
             )
     args.out.mkdir(parents=True, exist_ok=True)
     text = markdown(result)
-    (args.out / "photometry_real_skies.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "photometry_real_skies.md").write_text(text)
-    plot(result, args.out / "photometry_real_skies.png")
+    stem = args.out / f"photometry_real_skies_{args.size}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(text)
+    plot(result, stem.with_suffix(".png"))
     print(text)
 
 

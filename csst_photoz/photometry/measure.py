@@ -115,6 +115,11 @@ class PhotometryConfig(BaseModel):
         "brighter neighbour's Moffat wings explain",
     )
     clean_param: float = Field(1.0, gt=0, description="CLEAN's Moffat beta (CLEAN_PARAM)")
+    snr_mask_neighbours: bool = Field(
+        False,
+        description="the detection S/N of the cut gives other detections' segments zero "
+        "weight (noise peaks on a bright galaxy's wing lose its light)",
+    )
     kron_factor: float = Field(1.0, gt=0, description="aperture size in Kron radii")
     kron_integration_radius: float = Field(6.0, gt=0)
     min_radius_pix: float = Field(1.75, gt=0)
@@ -492,6 +497,8 @@ def _kron_apertures(detection: _Detection, config: PhotometryConfig, xp: Any) ->
     flags = found.flags | kron_flags | xp.where(enlarged, int(SourceFlag.MIN_APERTURE), 0)
 
     aperture_a, aperture_b = scale * found.a, scale * found.b
+    if config.snr_mask_neighbours:  # the S/N counts the source's light, not its neighbours'
+        common = {**common, "mask_neighbours": True}
     on_detection = sum_ellipses(
         detection.image, detection.variance, found.x, found.y, aperture_a, aperture_b,
         found.theta, valid=detection.valid, **common,
