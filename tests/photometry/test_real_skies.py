@@ -216,3 +216,23 @@ def test_inverse_variance_weights_favour_the_deep_bands():
     # equal depths: the weights are all 1, the catalogue is the plain sum's
     same = measure_tile(tile, config=weighted).table
     assert same.equals(measure_tile(tile, config=CONFIG).table)
+
+
+def test_snr_without_neighbours_gives_the_neighbours_pixels_no_weight():
+    """A blended pair whose Kron apertures overlap: each S/N loses the other's light."""
+    pair = ((60.0, 60.0, 5e4, 3.0, 3.0, 0.0), (68.0, 60.0, 5e4, 3.0, 3.0, 0.0))
+    tile = scene_tile(seed=33, sources=pair)
+    config = PhotometryConfig(subtract_background=False, kron_factor=2.5)
+    plain = measure_tile(tile, config=config).table
+    masked = measure_tile(tile, config=config.model_copy(update={"snr_mask_neighbours": True}))
+    snr = plain["detection_snr"].to_numpy()[rows_at(plain, pair)]
+    masked_snr = masked.table["detection_snr"].to_numpy()[rows_at(masked.table, pair)]
+    assert (masked_snr < 0.95 * snr).all()
+    # only the cut's S/N changes: the band fluxes are the same
+    np.testing.assert_array_equal(plain["counts_r"].to_numpy(), masked.table["counts_r"].to_numpy())
+
+
+def test_clean_keeps_isolated_galaxies():
+    tile = scene_tile(seed=34)
+    table = measure_tile(tile, config=CONFIG.model_copy(update={"clean": True})).table
+    assert table.equals(measure_tile(tile, config=CONFIG).table)
