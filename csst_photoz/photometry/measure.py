@@ -17,12 +17,14 @@ One function, :func:`measure_sources`, chains the kernels in the paper's order:
    exact pixel overlaps (:func:`.apertures.sum_ellipses`); the Kron aperture on the detection
    image gives the detection SNR;
 5. sources with a detection SNR below ``min_detection_snr`` (default 5) are dropped and their
-   segments cleared. This replaces SExtractor's/sep's CLEAN (a sequential, greedy merge of
-   detections explained by a Moffat extrapolation of brighter neighbours), which does not
-   vectorise: at the paper's 1.5-sigma threshold raw detections are dominated by noise peaks
-   (a simulated 2048^2 tile of 1,827 galaxies: 22,760 raw; 2,029 after sep's CLEAN at 37%
+   segments cleared: at the paper's 1.5-sigma threshold raw detections are dominated by noise
+   peaks (a simulated 2048^2 tile of 1,827 galaxies: 22,760 raw; 2,029 after sep's CLEAN at 37%
    purity; 714 after the S/N >= 5 cut at 94.5% purity and as complete as sep to i = 26;
-   ``benchmarks/photometry_validation.py``). Set it to 0 to keep every detection.
+   ``benchmarks/photometry_validation.py``). Set it to 0 to keep every detection. Two options
+   act on the noise peaks beside bright galaxies that the cut keeps because their Kron
+   apertures take in the neighbour's light: ``clean`` runs SExtractor's CLEAN (vectorised,
+   :mod:`.clean`) on the kept sources, ``snr_mask_neighbours`` computes the cut's S/N without
+   other detections' pixels (``benchmarks/photometry_real_skies.py`` measures both).
    Flags that depend on other sources (``NEIGHBOURS``) are computed against the kept sources.
 
 It is array-library agnostic: give it CuPy arrays and everything runs, and stays, on the GPU
