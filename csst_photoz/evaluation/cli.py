@@ -120,6 +120,7 @@ def main(args: argparse.Namespace) -> int:
         magnitude_bins=args.magnitude_bins,
         threshold=args.threshold,
         paper_training_size=size,
+        pz=table.pz,
     )
     dropped = ""
     if table.n_dropped:

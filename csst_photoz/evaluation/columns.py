@@ -5,13 +5,15 @@ A prediction table (Parquet, as the catalogue contract writes it) holds the true
 and optionally ``z_<model>_err`` (the Gaussian 1-sigma uncertainty) and ``z_<model>_flag`` (the
 domain flag, :mod:`csst_photoz.models.domain`), and optionally a magnitude column. Every numeric
 column named ``z_<model>`` other than ``z_true``, the truth column and the ``*_err`` and
-``*_flag`` columns is a model.
+``*_flag`` columns and the p(z) columns of a model (``z_<model>_mode``, ``_median``, ``_mean``,
+``_std``, ``_odds``, ``_pz``: :mod:`csst_photoz.pz.columns`) is a model; a model's compact
+p(z) (``z_<model>_pz``) is read too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ __all__ = [
     "ERROR_SUFFIX",
     "FLAG_SUFFIX",
     "PREDICTION_PREFIX",
+    "PZ_SUFFIXES",
     "PredictionTable",
     "model_columns",
     "read_predictions",
@@ -34,6 +37,8 @@ PREDICTION_PREFIX = "z_"
 ERROR_SUFFIX = "_err"
 #: Suffix of a model's domain-flag column.
 FLAG_SUFFIX = "_flag"
+#: Suffixes of a model's p(z) columns (:mod:`csst_photoz.pz.columns`), never models.
+PZ_SUFFIXES = ("_mode", "_median", "_mean", "_std", "_odds", "_pz")
 #: Truth columns tried, in order, when none is named.
 DEFAULT_TRUTH_COLUMNS = ("z_true", "redshift")
 
@@ -74,6 +79,7 @@ def model_columns(
         if (
             not name.startswith(PREDICTION_PREFIX)
             or name.endswith((ERROR_SUFFIX, FLAG_SUFFIX))
+            or (name.endswith(PZ_SUFFIXES) and name.rsplit("_", 1)[0] in present)
             or name in excluded
             or len(name) == len(PREDICTION_PREFIX)
         ):
@@ -110,6 +116,8 @@ class PredictionTable:
         The column the truth came from.
     n_dropped : int
         Rows dropped for a missing (null, NaN or infinite) true redshift.
+    pz : dict
+        ``{model: (n, 100) compact p(z) codes}`` of the models with a ``z_<model>_pz`` column.
 
     """
 
@@ -118,6 +126,7 @@ class PredictionTable:
     magnitude: np.ndarray | None
     truth_column: str
     n_dropped: int
+    pz: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _float_column(table: pa.Table, name: str, path: Path) -> np.ndarray:
@@ -177,11 +186,15 @@ def read_predictions(
     keep = np.isfinite(truth)
     if not keep.any():
         raise ValueError(f"{path}: no row has a finite true redshift in {truth_column!r}")
-    predictions = {}
+    predictions, pz = {}, {}
     for model, (z_name, err_name) in columns.items():
         z_pred = _float_column(table, z_name, path)[keep]
         sigma = None if err_name is None else _float_column(table, err_name, path)[keep]
         predictions[model] = (z_pred, sigma)
+        if f"{z_name}_pz" in table.column_names:
+            from csst_photoz.pz.columns import compact_column
+
+            pz[model] = compact_column(table, model)[keep]
     magnitude = (
         None if magnitude_column is None else _float_column(table, magnitude_column, path)[keep]
     )
@@ -191,4 +204,5 @@ def read_predictions(
         magnitude=magnitude,
         truth_column=truth_column,
         n_dropped=int((~keep).sum()),
+        pz=pz,
     )

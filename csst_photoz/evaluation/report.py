@@ -44,6 +44,7 @@ from csst_photoz.metrics.binned import _validate_edges
 from csst_photoz.metrics.point import _as_1d_float, _describe, _validate_threshold
 
 from .plots import plot_binned_metrics, plot_pit_histogram, plot_redshift_density
+from .pz_report import pz_section
 from .render import overall_markdown, report_blocks, to_html, to_markdown
 
 __all__ = [
@@ -251,6 +252,8 @@ def evaluate(
     paper_training_size: int | None = 30_000,
     min_count: int = 10,
     pit_bins: int = 20,
+    pz: Mapping[str, npt.ArrayLike] | None = None,
+    tomo_bins: npt.ArrayLike | None = None,
 ) -> EvaluationReport:
     """Evaluate photo-z models against true redshifts and write the report into ``out``.
 
@@ -282,6 +285,13 @@ def evaluate(
         tables). Default 10.
     pit_bins : int, optional
         Bins of the PIT histograms. Default 20.
+    pz : mapping, optional
+        Model name -> (n, 100) compact p(z) codes (``z_<model>_pz``): adds the p(z) section
+        (:mod:`csst_photoz.evaluation.pz_report`: PIT histogram, QQ plot, coverage vs nominal,
+        n(z) true vs estimated per tomographic bin, with their numbers; ``metrics.json``
+        gets ``pz`` and ``nz`` per model).
+    tomo_bins : array_like, optional
+        Tomographic edges of the n(z) (default: 5 equal-count bins of each point estimate).
 
     Returns
     -------
@@ -370,6 +380,18 @@ def evaluate(
         )
         binned_figures.append((f"metrics vs {magnitude_label}", paths["metrics_vs_magnitude"].name))
 
+    pz_metrics_, pz_blocks = pz_section(
+        true,
+        {name: models[name][0] for name in (pz or {})},
+        {name: codes for name, codes in (pz or {}).items() if name in models},
+        out,
+        tomo_edges=tomo_bins,
+    )
+    for name, entry in pz_metrics_.items():
+        metrics[name].update(entry)
+        paths[f"pz_{name}"] = out / f"pz_{_slug(name)}.png"
+        paths[f"nz_{name}"] = out / f"nz_{_slug(name)}.png"
+
     paths["json"] = out / "metrics.json"
     paths["markdown"] = out / "report.md"
     paths["html"] = out / "report.html"
@@ -398,6 +420,7 @@ def evaluate(
         threshold=limit,
         training_size=paper_training_size,
     )
+    blocks += pz_blocks
     paths["markdown"].write_text(to_markdown(blocks), encoding="utf-8")
     paths["html"].write_text(to_html(blocks), encoding="utf-8")
     return report
