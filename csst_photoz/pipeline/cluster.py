@@ -39,6 +39,7 @@ __all__ = [
     "memory_limit_bytes",
     "slurm_cpu_cluster",
     "slurm_runner_client",
+    "write_job_credentials",
 ]
 
 #: glibc malloc settings for worker processes (Dask's nanny sets them before a worker starts).
@@ -342,3 +343,54 @@ def slurm_cpu_cluster(
         job_script_prologue=list(job_script_prologue),
         **kwargs,
     )
+
+
+def write_job_credentials(folder: str | Path) -> Path:
+    """Temporary TLS credentials of one job's Dask cluster, and the Dask config that uses them.
+
+    A self-signed key and certificate (``distributed.security.Security.temporary``: RSA 2048,
+    one pair for the scheduler, the workers and the clients, which trust only it) are written
+    to ``folder`` (created private, mode 0700) as ``key.pem`` and ``cert.pem`` (mode 0600),
+    with ``tls.yaml``: a Dask config file that requires encryption and names them for every
+    role. Put it in the ``DASK_CONFIG`` folder of the scheduler, the workers and the client
+    (``jobs/pipeline.sbatch`` moves it there); start the scheduler with ``--protocol tls``. A process
+    without the key cannot join the cluster or submit work to it.
+
+    Parameters
+    ----------
+    folder
+        The job's private folder (must not exist, or be empty).
+
+    Returns
+    -------
+    pathlib.Path
+        The config file ``folder/tls.yaml``.
+    """
+    import yaml
+    from distributed.security import Security
+
+    folder = Path(folder)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    if any(folder.iterdir()):
+        raise FileExistsError(f"{folder}: not empty (a job's credentials go in a new folder)")
+    security = Security.temporary()
+    files = {"cert.pem": security.tls_ca_file, "key.pem": security.tls_client_key}
+    for name, contents in files.items():
+        handle = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(handle, "w") as stream:
+            stream.write(contents)
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    pair = {"cert": cert, "key": key}
+    config = {
+        "distributed": {
+            "comm": {
+                "require-encryption": True,
+                "tls": {"ca-file": cert, "scheduler": pair, "worker": pair, "client": pair},
+            }
+        }
+    }
+    path = folder / "tls.yaml"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path

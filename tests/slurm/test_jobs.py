@@ -123,7 +123,8 @@ def test_pipeline_job_on_cpu_workers(slurm_cluster, field, tmp_path):
 
     assert "2 workers joined" in text and "3 tiles done, 0 skipped" in text
     assert "models: mlp, cnn" in text  # the shipped checkpoints
-    assert "scheduler tcp://" in text and "scheduler tcp://127." not in text
+    assert "scheduler tls://" in text and "scheduler tls://127." not in text  # TLS by default
+    assert not (shared / "tls" / job).exists()  # the job's credentials are deleted at the end
     _check_catalogue(out, [0, 1, 2])
     logs = shared / "logs" / job
     assert (logs / "scheduler.log").stat().st_size > 0
