@@ -353,8 +353,8 @@ def write_job_credentials(folder: str | Path) -> Path:
     to ``folder`` (created private, mode 0700) as ``key.pem`` and ``cert.pem`` (mode 0600),
     with ``tls.yaml``: a Dask config file that requires encryption and names them for every
     role. Put it in the ``DASK_CONFIG`` folder of the scheduler, the workers and the client
-    (``jobs/pipeline.sbatch`` moves it there); start the scheduler with ``--protocol tls``. A process
-    without the key cannot join the cluster or submit work to it.
+    (``jobs/pipeline.sbatch`` moves it there); start the scheduler with ``--protocol tls``.
+    A process without the key cannot join the cluster or submit work to it.
 
     Parameters
     ----------
