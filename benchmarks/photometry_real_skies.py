@@ -262,7 +262,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    """Completeness at i < 26 and false detections next to bright galaxies, per scenario."""
+    """Completeness at i < 26, galaxies lost and false detections next to bright galaxies."""
     names = list(result["scenarios"])
     codes = list(result["scenarios"]["clean"])
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.5), constrained_layout=True)
@@ -271,11 +271,13 @@ def plot(result: dict[str, Any], path: Path) -> None:
         runs = [result["scenarios"][n][code] for n in names]
         offsets = np.arange(len(names)) + (j - (len(codes) - 1) / 2) * width
         for ax, key in zip(
-            axes, ("completeness_i_lt_26", "split_galaxies", "false_next_to_bright"), strict=True
+            axes,
+            ("completeness_i_lt_26", "lost_vs_clean_tile", "false_next_to_bright"),
+            strict=True,
         ):
             values = [np.nan if isinstance(r, str) else (r[key] or 0) for r in runs]
             ax.bar(offsets, values, width, label=code)
-    titles = ("completeness, true i < 26", "galaxies split into several rows",
+    titles = ("completeness, true i < 26", "galaxies found on the clean tile, lost here",
               "false detections next to i < 22 galaxies")  # fmt: skip
     for ax, title in zip(axes, titles, strict=True):
         ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
