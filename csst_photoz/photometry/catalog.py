@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -146,6 +147,12 @@ def object_ids(tile_id: int, n: int) -> np.ndarray:
 
 def photometry_schema(bands: Sequence[str], radii_arcsec: Sequence[float]) -> pa.Schema:
     """Arrow schema of a tile's photometry catalogue (units in field metadata)."""
+    return _schema(tuple(bands), tuple(float(r) for r in radii_arcsec))
+
+
+@lru_cache(maxsize=16)
+def _schema(bands: tuple[str, ...], radii_arcsec: tuple[float, ...]) -> pa.Schema:
+    """`photometry_schema`, built once per (bands, radii): a few ms, a small tile's fixed cost."""
     fields = [_field(name, *spec) for name, spec in _SOURCE_COLUMNS.items()]
     for band in bands:
         fields += [
