@@ -35,12 +35,18 @@ COVERAGE_LEVELS = np.linspace(0.05, 0.95, 19)
 
 
 def tomographic_edges(point: npt.ArrayLike, n_bins: int = 5) -> npt.NDArray[np.float64]:
-    """Edges of ``n_bins`` equal-count bins of the finite point estimates (0.5-99.5 %)."""
+    """Edges of ``n_bins`` equal-count bins of the finite point estimates (0.5-99.5 %).
+
+    Fewer bins where the estimates have too few distinct values: one bin around them when they
+    are all equal, ``[0, 4]`` when none is finite.
+    """
     values = np.asarray(point, dtype=np.float64)
     values = values[np.isfinite(values)]
+    if values.size == 0:
+        return np.array([GRID.z_min, GRID.z_max])
     edges = np.unique(np.quantile(values, np.linspace(0.005, 0.995, n_bins + 1)))
     if edges.size < 2:
-        raise ValueError("too few distinct point estimates for tomographic bins")
+        return np.array([values.min() - 0.01, values.max() + 0.01])
     return edges
 
 

@@ -52,6 +52,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..cli_options import positive_int
+from ..pz.columns import photoz_columns
 from ..threads import limit_threads
 
 if TYPE_CHECKING:
@@ -287,6 +288,8 @@ def predict_split(
             out[f"z_{item.name}"] = pa.array(estimate.z, pa.float32())
             out[f"z_{item.name}_err"] = pa.array(estimate.z_err, pa.float32())
             out[f"z_{item.name}_flag"] = pa.array(estimate.flag, pa.uint16())
+            for field, values in photoz_columns(estimate, item.name):
+                out[field.name] = values
     stamp_cache.clear()
 
     taken = {item.name for item in loaded} | {"true"}
@@ -453,6 +456,8 @@ def predict_table(
             flag = getattr(estimate, "flag", None)  # models with a domain reference
             if flag is not None:
                 out[f"z_{item.name}_flag"] = pa.array(flag, pa.uint16())
+            for field, values in photoz_columns(estimate, item.name):
+                out[field.name] = values
             records.append(
                 {
                     "path": str(item.path), "name": item.name, "variant": str(item.model.variant),
@@ -521,8 +526,9 @@ def main(args: argparse.Namespace) -> int:
         n_threads=args.threads,
     )
     write_parquet_atomic(table, args.out)
-    suffixes = ("_err", "_flag")
-    models = [c[2:] for c in table.column_names if c.startswith("z_") and not c.endswith(suffixes)]
+    from ..evaluation.columns import model_columns
+
+    models = list(model_columns(table.column_names, truth_column="redshift"))
     print(
         f"predicted {table.num_rows} {args.split} galaxies with {', '.join(models)} -> {args.out}"
     )

@@ -45,9 +45,12 @@ def test_table_holds_each_selected_split_galaxy_and_the_models_predictions(train
     np.testing.assert_array_equal(table["row"].to_numpy(), data.rows[positions])
     assert not set(table["row"].to_numpy()) & {0, 7, 33, 45}  # undetected rows are dropped
     np.testing.assert_allclose(table["redshift"].to_numpy(), data.redshift[positions], rtol=1e-6)
+    pz = ("mode", "median", "mean", "std", "odds", "pz")  # networks trained with a p(z) head
     assert table.column_names == [
-        "row", "redshift", "z_mlp", "z_mlp_err", "z_mlp_flag", "z_cnn", "z_cnn_err", "z_cnn_flag",
-        "z_mlp_2", "z_mlp_2_err", "z_mlp_2_flag", "z_knn", "z_knn_err",
+        "row", "redshift",
+        *(f"z_{m}{s}" for m in ("mlp", "cnn", "mlp_2")
+          for s in ("", "_err", "_flag", *(f"_{p}" for p in pz))),
+        "z_knn", "z_knn_err",
     ]  # fmt: skip
     fluxes, errors = data.fluxes[positions], data.flux_errors[positions]
     for name, path in (("mlp", mlp), ("cnn", cnn), ("mlp_2", mlp)):
@@ -68,7 +71,10 @@ def test_table_holds_each_selected_split_galaxy_and_the_models_predictions(train
     validation = predict_split([mlp], folder, split="validation", baselines=())
     data, positions = _expected_rows(folder, config, "validation")
     np.testing.assert_array_equal(validation["row"].to_numpy(), data.rows[positions])
-    assert validation.column_names == ["row", "redshift", "z_mlp", "z_mlp_err", "z_mlp_flag"]
+    assert validation.column_names[:5] == ["row", "redshift", "z_mlp", "z_mlp_err", "z_mlp_flag"]
+    assert validation.column_names[5:] == [
+        f"z_mlp_{s}" for s in ("mode", "median", "mean", "std", "odds", "pz")
+    ]
 
 
 def test_checkpoints_of_other_data_or_another_split_are_refused(
