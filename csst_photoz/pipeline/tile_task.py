@@ -359,8 +359,8 @@ def process_tile(source: TileSource, job: TileJob) -> TileResult:
     start = time.perf_counter()
     try:
         with clock.stage("read"):
+            tile = source.read(job.bands)  # its reasons name what is wrong with the data
             identity = source.identity(job.bands)
-            tile = source.read(job.bands)
     except (TileDataError, OSError) as error:
         return TileResult(source.key, "failed", source.tile_id, reason=str(error))
     # the claim follows the tile's content, not its path: a moved tile is the same tile

@@ -313,3 +313,30 @@ def test_folder_with_stores_and_fits_lists_stores_first(zarr_dir, fits_dir, tmp_
         shutil.copy(file, tmp_path / file.name)
     sources = list(iter_tile_sources(tmp_path))
     assert [(s.kind, s.tile_id) for s in sources] == [("zarr", None), ("fits", 5)]
+
+
+# -- identity (issue 19: resume by tile, not by path) ----------------------------------------
+
+
+def test_a_moved_tile_keeps_its_identity_and_another_tile_differs(tmp_path, zarr_dir, fits_dir):
+    zarr_source = next(iter_tile_sources(zarr_dir / "tile_1.zarr"))
+    shutil.copytree(zarr_dir / "tile_1.zarr", tmp_path / "moved" / "tile_1.zarr")
+    moved = next(iter_tile_sources(tmp_path / "moved" / "tile_1.zarr"))
+    identity = zarr_source.identity(BANDS)
+    assert identity == moved.identity(BANDS)
+    assert (identity.tile_id, identity.shape, identity.pixels) == (1, SHAPE, SHAPE[0] * SHAPE[1])
+    assert next(iter_tile_sources(zarr_dir / "tile_2.zarr")).identity(BANDS) != identity
+    fits = sorted(iter_tile_sources(fits_dir), key=lambda s: s.tile_id)
+    shutil.copytree(fits_dir, tmp_path / "fits_moved")
+    moved_fits = sorted(iter_tile_sources(tmp_path / "fits_moved"), key=lambda s: s.tile_id)
+    assert [s.identity(BANDS) for s in fits] == [s.identity(BANDS) for s in moved_fits]
+    assert fits[0].identity(BANDS).shape == SHAPE and fits[0].identity(BANDS).tile_id == 5
+    assert fits[0].identity(BANDS).checksum != fits[1].identity(BANDS).checksum
+
+
+def test_an_unreadable_identity_names_the_file(tmp_path, zarr_dir):
+    broken = tmp_path / "tile_9.zarr"
+    shutil.copytree(zarr_dir / "tile_1.zarr", broken)
+    (broken / "zarr.json").write_text("{")
+    with pytest.raises(TileFormatError, match=rf"{broken}: metadata unreadable"):
+        TileSource("zarr", str(broken)).identity(BANDS)
