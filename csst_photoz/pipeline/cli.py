@@ -100,7 +100,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``run`` (tiles -> per-tile photo-z catalogue partitions) to a parser."""
     parser = subparsers.add_parser(
-        "run", help="measure tiles and predict photo-z (Dask): one Parquet partition per tile"
+        "run",
+        help="measure tiles and predict photo-z (Dask): one Parquet partition per tile",
+        epilog="exit status: 0 every tile done; 2 usage or configuration error (nothing done); "
+        "3 some tiles failed (named; rerun after repair); 4 a read or write refused by the "
+        "system (read-only, disk full); 130 interrupted (rerun to resume). See "
+        "docs/reliability.md.",
     )
     parser.add_argument(
         "tiles", nargs="+", metavar="TILES",
@@ -133,7 +138,12 @@ def add_catalog_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("catalog", help="catalogue operations")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     finalize = actions.add_parser(
-        "finalize", help="turn a run's per-tile partitions into a HATS catalogue (hats-import)"
+        "finalize",
+        help="turn a run's per-tile partitions into a HATS catalogue (hats-import)",
+        epilog="Checks first that every done-marker has its partition (size, SHA-256) and "
+        "every partition a marker, that manifest.parquet agrees, and that every partition was "
+        "made with run.json's settings; a run with failed tiles needs --allow-failed. Exit "
+        "status 2 names what is wrong (docs/reliability.md).",
     )
     finalize.add_argument("run", type=Path, metavar="RUN_DIR", help="folder of `csst-photoz run`")
     finalize.add_argument("--out", type=Path, help="parent folder (default: RUN_DIR)")
