@@ -135,3 +135,39 @@ def test_nz_command_writes_figure_and_table(tmp_path, monkeypatch):
     assert (tmp_path / "nz" / "nz_mlp.png").stat().st_size > 10_000
     text = (tmp_path / "nz" / "nz_mlp.md").read_text()
     assert text.count("\n| [") == 3 and "bias" in text
+
+
+@pytest.mark.slow
+def test_pz_columns_survive_catalog_finalize_and_feed_export_and_nz(tmp_path):
+    """HATS keeps the compact p(z); lsdb opens it; pz export and n(z) read the HATS folder."""
+    distributed = pytest.importorskip("distributed")
+    lsdb = pytest.importorskip("lsdb")
+    qp = pytest.importorskip("qp")
+    from csst_photoz.pipeline.finalize import finalize_catalog
+    from csst_photoz.pz.cli import add_pz_parser
+
+    table = _catalogue(tmp_path / "tiles", n=240, parts=2)
+    rng = np.random.default_rng(9)
+    positions = pa.table({"ra": rng.uniform(10, 11, 240), "dec": rng.uniform(-1, 1, 240)})
+    for k, path in enumerate(sorted((tmp_path / "tiles").glob("tile?.parquet"))):
+        part = pq.read_table(path)
+        rows = positions.slice(120 * k, part.num_rows)
+        part = part.append_column("ra", rows["ra"]).append_column("dec", rows["dec"])
+        pq.write_table(part, path)
+    (tmp_path / "tiles" / "tile_empty.parquet").unlink()
+    with distributed.Client(
+        processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
+    ) as client:
+        catalogue = finalize_catalog(
+            sorted((tmp_path / "tiles").glob("*.parquet")), tmp_path / "hats", client=client
+        )
+    frame = lsdb.read_hats(catalogue).compute().sort_values("object_id")
+    order = np.argsort(table["object_id"].to_numpy())
+    expected = compact_column(table, "mlp")[order]
+    np.testing.assert_array_equal(np.stack(frame["z_mlp_pz"].to_numpy()), expected)
+    parser = argparse.ArgumentParser()
+    add_pz_parser(parser.add_subparsers())
+    out = tmp_path / "p.hdf5"
+    args = parser.parse_args(["pz", "export", str(catalogue), "--model", "mlp", "--out", str(out)])
+    assert args.func(args) == 0 and qp.read(str(out)).npdf == 240
+    _assert_same(_by_partition(catalogue), _whole(table))
