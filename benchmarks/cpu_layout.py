@@ -8,10 +8,14 @@ the BLAS/OpenMP/numexpr pools per worker (``OMP_NUM_THREADS`` & co. in the worke
 before it starts, ``PipelineConfig.torch_threads`` for inference). For each round, every layout
 in turn (the order rotating from round to round, so that the load of this shared machine falls
 on all of them alike): a fresh local cluster (the batch processor's worker malloc settings),
-``prepare_worker`` on every worker (networks loaded), one untimed warm-up tile, then the timed
+``prepare_worker`` on every worker (networks loaded), an untimed warm-up run of one tile per
+worker thread (so that no worker pays its first-call costs in the timed run), then the timed
 ``run`` over ``--tiles`` tiles of ``--size``^2 (GalSim, the package's simulator, cached in
 ``--work``) with the shipped networks. Reported per layout: the median galaxies/s and tiles/h
-over the rounds with the one-minute load average at the start of each run, and full tiles per
+over the rounds with the one-minute load average at the start of each run, galaxies per
+CPU-second of the workers (user + system time of the worker processes, all threads: the
+layout's efficiency, less sensitive than wall time to other jobs on a shared machine), and full
+tiles per
 node-hour and per core-hour, scaled from the measured tiles by pixel count (a full tile is
 9216 x 9232 px; ``benchmarks/README.md`` found a real full tile 1.6x dearer per pixel than a
 2048^2 one, so these are upper bounds).
@@ -57,13 +61,21 @@ def parse_layout(text: str) -> tuple[int, int, int]:
 
 def _tiles(work: Path, n: int, size: int, seed: int) -> list[str]:
     paths = []
-    for tile_id in range(n + 1):  # one more: the warm-up tile
+    for tile_id in range(n + 1):  # tile 0 only warms up (with tile 1 for two-slot layouts)
         path = tile_store_path(work / "tiles", tile_id)
         if not path.exists():
             tile, _ = simulate_tile(TileSpec(tile_id=tile_id, nx=size, ny=size, seed=seed))
             write_tile_zarr(tile, path)
         paths.append(str(path))
     return paths
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of the calling process, all its threads (run on each worker)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _run_layout(layout: tuple[int, int, int], tiles: list[str], work: Path) -> dict[str, Any]:
@@ -82,10 +94,15 @@ def _run_layout(layout: tuple[int, int, int], tiles: list[str], work: Path) -> d
         client.run(prepare_worker, job)
         out = work / "runs"
         shutil.rmtree(out, ignore_errors=True)
-        csst_photoz.run(tiles[:1], out / "warm", client=client, config=config, progress=False)
+        # warm every worker thread (first-call costs: imports, allocator, kernels): one tile each
+        warm = tiles[: workers * threads]
+        csst_photoz.run(warm, out / "warm", client=client, config=config, progress=False)
         load = os.getloadavg()[0]
+        cpu_before = sum(client.run(_cpu_seconds).values())
         summary = csst_photoz.run(tiles[1:], out / "timed", client=client, config=config,
                                   progress=False)  # fmt: skip
+
+        cpu_s = sum(client.run(_cpu_seconds).values()) - cpu_before
     if summary.tiles_done != len(tiles) - 1:
         raise RuntimeError(f"layout {layout}: {summary}")
     return {
@@ -93,6 +110,8 @@ def _run_layout(layout: tuple[int, int, int], tiles: list[str], work: Path) -> d
         "wall_s": summary.wall_seconds,
         "galaxies_per_s": summary.galaxies_per_second,
         "tiles_per_hour": 3600 * summary.tiles_done / summary.wall_seconds,
+        "worker_cpu_s": cpu_s,
+        "galaxies_per_cpu_s": summary.galaxies / cpu_s if cpu_s > 0 else 0.0,
         "load_average_1min_at_start": load,
     }
 
@@ -127,6 +146,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             ),
             "runs": results,
             "median_galaxies_per_s": statistics.median(r["galaxies_per_s"] for r in results),
+            "median_galaxies_per_cpu_s": statistics.median(
+                r["galaxies_per_cpu_s"] for r in results
+            ),
             "median_tiles_per_hour": tiles_per_hour,
             "full_tiles_per_node_hour": tiles_per_hour / scale,
             "full_tiles_per_core_hour": tiles_per_hour / scale / cores,
@@ -157,15 +179,17 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"(x{result['full_tile_scale']:.1f}).",
         "",
         "| layout (workers x threads x torch/BLAS threads) | galaxies/s (median) | per run "
-        "| load avg at start | full tiles / node-hour | full tiles / core-hour |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| galaxies per worker CPU-second | load avg at start | full tiles / node-hour "
+        "| full tiles / core-hour |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for text, row in result["layouts"].items():
         per_run = ", ".join(f"{r['galaxies_per_s']:.0f}" for r in row["runs"])
         loads = ", ".join(f"{x:.1f}" for x in row["load_averages"])
         mark = " **best**" if text == result["best"] else ""
         lines.append(
-            f"| {text}{mark} | {row['median_galaxies_per_s']:.0f} | {per_run} | {loads} "
+            f"| {text}{mark} | {row['median_galaxies_per_s']:.0f} | {per_run} "
+            f"| {row['median_galaxies_per_cpu_s']:.0f} | {loads} "
             f"| {row['full_tiles_per_node_hour']:.1f} | {row['full_tiles_per_core_hour']:.1f} |"
         )
     return "\n".join(lines) + "\n"
