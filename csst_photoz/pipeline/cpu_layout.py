@@ -4,14 +4,17 @@ Threads per worker are of two kinds: Dask threads (tiles at once in one process)
 threads of torch and the BLAS/OpenMP/numexpr pools.
 
 Chosen by measurement (``benchmarks/cpu_layout.py``, ``benchmarks/results/cpu_layout.md``):
-end-to-end ``csst_photoz.run`` on a 2-core machine for one single-threaded worker per core,
-one worker with two torch/BLAS threads, one worker with two Dask threads, and one
-single-threaded worker. One single-threaded worker process per core was the fastest: the
-photometry (about two thirds of a tile's time) is single-threaded NumPy, so extra torch or BLAS
-threads only help the inference share, and Dask threads in one process contend for the GIL in
-the Python parts of the photometry. Memory bounds the number of workers: a full 9216 x 9232
-tile needs about 12 GB on a CPU worker (``benchmarks/README.md``); where memory allows fewer
-workers than cores, the spare cores become torch/BLAS threads of the workers.
+end-to-end ``csst_photoz.run`` on this project's 2-core machine, four 1024^2 tiles per run,
+layouts in rotating rounds, on a machine shared with other jobs (load average 12-14). One
+single-threaded worker per core (2x1x1) was fastest, at 94 galaxies/s. One worker with two
+Dask threads (1x2x1) reached 83 and one single-threaded worker (1x1x1) 76. One worker with two
+torch/BLAS threads (1x1x2) reached 31; it was the slowest in every run, and it spends twice the
+CPU time per galaxy. The photometry, about two thirds of a tile's time, is single-threaded
+NumPy, so pool threads only help the inference share. On a quiet machine, ``benchmarks/README.md``
+(end to end) measured 1 -> 2 workers at 281 -> 392 galaxies/s. Memory bounds the number of
+workers: a full 9216 x 9232 tile needs about 12 GB on a CPU worker. Where memory allows fewer
+workers than cores, the spare cores stay idle. Dask threads would double a worker's memory,
+and pool threads were slower here, so none is added (to be measured on a quiet many-core node).
 
 Wiring (``pipeline.cluster.connect`` and ``PipelineConfig.torch_threads``)::
 
@@ -64,11 +67,6 @@ class CpuLayout:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"CpuLayout.{name} must be an integer >= 1, got {value!r}")
 
-    @property
-    def cores_used(self) -> int:
-        """Cores the layout keeps busy (workers x the larger of its two thread counts)."""
-        return self.n_workers * max(self.threads_per_worker, self.pool_threads)
-
     def cluster_kwargs(self) -> dict[str, int]:
         """``n_workers`` and ``threads_per_worker`` of ``distributed.LocalCluster``."""
         return {"n_workers": self.n_workers, "threads_per_worker": self.threads_per_worker}
@@ -87,8 +85,7 @@ def cpu_layout(cores: int, *, memory_bytes: int | None = None) -> CpuLayout:
         Cores the node gives the run (``os.cpu_count()``, or the allocation's CPUs).
     memory_bytes
         Memory the workers share; None: not a constraint. Each worker needs
-        `FULL_TILE_WORKER_BYTES` for full tiles; with fewer workers than cores, each gets
-        ``cores // n_workers`` torch/BLAS threads.
+        `FULL_TILE_WORKER_BYTES` for full tiles (at least one worker is started).
 
     Returns
     -------
@@ -107,4 +104,4 @@ def cpu_layout(cores: int, *, memory_bytes: int | None = None) -> CpuLayout:
         if memory_bytes <= 0:
             raise ValueError(f"memory_bytes must be positive, got {memory_bytes!r}")
         workers = max(1, min(cores, memory_bytes // FULL_TILE_WORKER_BYTES))
-    return CpuLayout(n_workers=workers, threads_per_worker=1, pool_threads=max(1, cores // workers))
+    return CpuLayout(n_workers=workers, threads_per_worker=1, pool_threads=1)

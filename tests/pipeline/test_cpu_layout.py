@@ -9,15 +9,15 @@ from csst_photoz.pipeline.cpu_layout import FULL_TILE_WORKER_BYTES, CpuLayout, c
 def test_one_single_threaded_worker_per_core(cores):
     layout = cpu_layout(cores)
     assert layout == CpuLayout(n_workers=cores, threads_per_worker=1, pool_threads=1)
-    assert layout.cores_used == cores
 
 
-def test_memory_bounds_the_workers_and_spare_cores_become_pool_threads():
+def test_memory_bounds_the_workers_and_adds_no_threads():
+    # two-thread pools were slower than one (benchmarks/results/cpu_layout.md); Dask threads
+    # would double a worker's memory
     layout = cpu_layout(16, memory_bytes=4 * FULL_TILE_WORKER_BYTES + 1)
-    assert layout == CpuLayout(n_workers=4, threads_per_worker=1, pool_threads=4)
-    assert layout.cores_used == 16
-    # less memory than one worker needs: still one worker, all cores as its threads
-    assert cpu_layout(8, memory_bytes=10**9) == CpuLayout(1, 1, 8)
+    assert layout == CpuLayout(n_workers=4, threads_per_worker=1, pool_threads=1)
+    # less memory than one worker needs: still one worker
+    assert cpu_layout(8, memory_bytes=10**9) == CpuLayout(1, 1, 1)
     # plenty of memory: memory changes nothing
     assert cpu_layout(2, memory_bytes=10**15) == cpu_layout(2)
 
