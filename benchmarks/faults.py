@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -52,10 +53,21 @@ def _ids(out: Path) -> Counter:
     return ids
 
 
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d |\s|Traceback|Dask dashboard|tiles:)")
+
+
 def _last_line(result: subprocess.CompletedProcess) -> str:
-    text = (result.stderr.strip() or result.stdout.strip()).splitlines()
-    lines = [line for line in text if not line.startswith(("20", " ", "Traceback"))]
-    line = (lines or text or [""])[-1]
+    """The line that says what happened: an error, a failed tile, or the summary's first."""
+    lines = [
+        line
+        for line in (result.stderr + "\n" + result.stdout).splitlines()
+        if line.strip() and not _LOG_LINE.match(line)
+    ]
+    telling = [
+        line for line in lines if "error:" in line or "FAILED" in line or "interrupted" in line
+    ]
+    summary = [line for line in lines if line.startswith("run ")]
+    line = (telling or summary or lines or [""])[0]
     return line if len(line) < 160 else line[:157] + "..."
 
 
@@ -192,7 +204,9 @@ def fault_lost_marker(field: Field) -> dict:
     return {
         "fault": "a done-marker deleted; finalize, then rerun",
         "statuses": [refused.returncode, again.returncode],
-        "what happens": "finalize refuses: " + _last_line(refused).split(": ", 2)[-1][:90],
+        "what happens": "finalize refuses, naming the partition without a done-marker"
+        if "partition without a done-marker" in refused.stderr
+        else _last_line(refused),
         "loss": field.loss(out),
     }
 
@@ -242,6 +256,58 @@ def fault_moved(field: Field) -> dict:
     }
 
 
+def fault_worker_killed(field: Field) -> dict:
+    import psutil
+
+    out = field.out()
+    process = subprocess.Popen(
+        [*CLI, "run", *map(str, field.tiles), "--out", str(out), "--no-models", "--workers", "2",
+         "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((out / "_done").glob("*.json")):
+        time.sleep(0.05)
+    workers = [  # LocalCluster's worker processes: spawned children of the client
+        child for child in psutil.Process(process.pid).children()
+        if "spawn_main" in " ".join(child.cmdline())
+    ]  # fmt: skip
+    os.kill(workers[0].pid, signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=300)
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return {
+        "fault": "SIGKILL of one worker process after the first tile",
+        "statuses": [result.returncode],
+        "what happens": "Dask restarts it and retries its tile: " + _last_line(result),
+        "loss": field.loss(out),
+    }
+
+
+def fault_code_in_checkpoint(field: Field) -> dict:
+    import torch
+
+    evil, witness = field.work / "evil.pt", field.work / "pwned"
+    torch.save({"tensors": _Payload(str(witness))}, evil)
+    result = _cli("run", str(field.tiles[0]), "--out", str(field.out()), "--models", str(evil),
+                  "--workers", "1", "--quiet")  # fmt: skip
+    ran = "code RAN" if witness.exists() else "nothing executed"
+    return {
+        "fault": "a checkpoint holding pickled code (--models evil.pt)",
+        "statuses": [result.returncode],
+        "what happens": f"refused, {ran}: " + _last_line(result)[:110],
+        "loss": None,
+    }
+
+
+class _Payload:
+    """Pickles as a call of ``open(path, "w")``: what a hostile checkpoint could run."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (open, (self.path, "w"))
+
+
 def _usage(extra: list[str], options: list[str], label: str, field: Field) -> Callable[[], dict]:
     """A refused command: ``extra`` tile arguments and ``options`` after one good tile."""
 
@@ -262,6 +328,7 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=4)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--only", nargs="+", help="run only these faults (a check; no files)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="faults-"))
     try:
@@ -270,12 +337,17 @@ def main() -> None:
         (work / "file.txt").write_text("")
         faults = [
             fault_nan_band, fault_corrupt_chunk, fault_sigint, fault_sigkill, fault_lost_marker,
-            fault_two_runs, fault_overwrite, fault_moved,
+            fault_two_runs, fault_overwrite, fault_moved, fault_worker_killed,
+            fault_code_in_checkpoint,
+            _usage([], ["--scheduler-file", str(work / "no-scheduler.json")],
+                   "--scheduler-file that never appears (60 s timeout)", field),
             _usage([str(work / "notes")], [], "a folder without tiles among the tiles", field),
             _usage([], ["--memory-limit", "1MB"], "--memory-limit 1MB", field),
             _usage([], ["--memory-limit=-5GB"], "--memory-limit=-5GB", field),
             _usage([], ["--device", "cuda"], "--device cuda without a GPU", field),
         ]  # fmt: skip
+        if args.only:
+            faults = [f for f in faults if f.__name__ in args.only]
         rows = []
         for fault in faults:
             start = time.perf_counter()
@@ -283,6 +355,8 @@ def main() -> None:
             row["seconds"] = round(time.perf_counter() - start, 1)
             print(json.dumps(row), flush=True)
             rows.append(row)
+        if args.only:
+            return
         file_out = _run(field.tiles[:1], work / "file.txt")
         rows.append({"fault": "--out names a file", "statuses": [file_out.returncode],
                      "what happens": _last_line(file_out).replace(str(work), "…"), "loss": None,
@@ -299,7 +373,7 @@ def main() -> None:
             if row["loss"] is None
             else "{} / {}".format(*row["loss"])
         )
-        happens = row["what happens"].replace("|", "\\|")
+        happens = row["what happens"].replace(str(work), "…").replace("|", "\\|")
         statuses = ", ".join(map(str, row["statuses"]))
         table.append(f"| {row['fault']} | {statuses} | {happens} | {loss} |")
     header = (
