@@ -44,6 +44,7 @@ def test_a_second_run_on_a_locked_folder_is_refused(tmp_path, field, client):
     assert not store.tiles_dir.exists()
 
 
+@pytest.mark.slow  # a run and two finalizes (hats-import)
 def test_finalize_refuses_failed_tiles_unless_allowed_and_records_them(
     tmp_path, field, checkpoints, client
 ):
@@ -80,6 +81,7 @@ def test_finalize_refuses_a_lost_marker_and_partitions_of_other_settings(
         finalize_run(out, client=client)
 
 
+@pytest.mark.slow  # three runs
 def test_moved_tiles_resume_and_another_tile_with_a_taken_id_is_refused(
     tmp_path, field, checkpoints, client
 ):
