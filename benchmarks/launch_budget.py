@@ -58,13 +58,14 @@ HBM_BYTES_PER_S = 3.0e12
 PCIE_BYTES_PER_S = 25e9
 
 
-def count_tile(tile: Any, n_stamps: int) -> dict[str, Any]:
-    """Counts per stage of the photometry of ``tile`` and of its first ``n_stamps`` stamps."""
+def count_tile(tile: Any, n_stamps: int, config: Any = None) -> dict[str, Any]:
+    """Counts per stage of the photometry of ``tile`` (with ``config``, a
+    ``PhotometryConfig``; default the paper's) and of its first ``n_stamps`` stamps."""
     from csst_photoz.photometry import measure_tile
 
     start = time.perf_counter()
     with counting_numpy.counting() as counter:
-        result = measure_tile(tile, xp=counting_numpy.XP, stage=counter.stage)
+        result = measure_tile(tile, config=config, xp=counting_numpy.XP, stage=counter.stage)
         rows = np.arange(min(result.table.num_rows, n_stamps))
         with counter.stage("stamps"):
             result.stamps(rows)
@@ -115,7 +116,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         "",
         f"Command: `{result['command']}`. Counting stand-in for CuPy: "
         "`benchmarks/counting_numpy.py`; tiles: GalSim patch mirror-tiled "
-        f"({result['patch']}^2). Constants: launch {LAUNCH_S * 1e6:.0f} us, sync "
+        f"({result['patch']}^2); `max_window_pixels` {result.get('max_window_pixels', 0):,}. "
+        f"Constants: launch {LAUNCH_S * 1e6:.0f} us, sync "
         f"{SYNC_S * 1e6:.0f} us, HBM {HBM_BYTES_PER_S / 1e12:.1f} TB/s, host<->device "
         f"{PCIE_BYTES_PER_S / 1e9:.0f} GB/s (sources in the script).",
         "",
@@ -159,13 +161,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patch", type=int, default=512, help="GalSim patch side [px]")
     parser.add_argument("--stamps", type=int, default=4096, help="stamps cut (at most)")
     parser.add_argument("--seed", type=int, default=2022)
+    parser.add_argument(
+        "--max-window-pixels", type=int, default=None,
+        help="[photometry] max_window_pixels (default: the package's); results go to "
+        "launch_budget_max_window_<N>.{json,md}",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    from csst_photoz.photometry import PhotometryConfig
+
+    config = PhotometryConfig(
+        **({} if args.max_window_pixels is None else {"max_window_pixels": args.max_window_pixels})
+    )
     small, large = sorted(args.sizes)
     if small == large:
         parser.error("--sizes needs two different sizes")
     measured = [
-        count_tile(mirrored_tile(0, (size, size), min(args.patch, size), args.seed), args.stamps)
+        count_tile(
+            mirrored_tile(0, (size, size), min(args.patch, size), args.seed), args.stamps, config
+        )
         for size in (small, large)
     ]
     full = extrapolate(*measured, pixels=FULL_SHAPE[0] * FULL_SHAPE[1])
@@ -174,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python benchmarks/launch_budget.py " + " ".join(sys.argv[1:] if argv is None
                                                                    else argv),
         "patch": args.patch,
+        "max_window_pixels": config.max_window_pixels,
         "constants": {"launch_s": LAUNCH_S, "sync_s": SYNC_S,
                       "hbm_bytes_per_s": HBM_BYTES_PER_S, "pcie_bytes_per_s": PCIE_BYTES_PER_S},
         "measured": measured,
@@ -182,7 +197,9 @@ def main(argv: list[str] | None = None) -> None:
         "dominant_stage": max(full, key=lambda s: full[s]["total_s"]),
         "load_average": list(os.getloadavg()),
     }  # fmt: skip
-    write_results(args.out, "launch_budget", result, to_markdown(result))
+    stem = "launch_budget" if args.max_window_pixels is None else (
+        f"launch_budget_max_window_{args.max_window_pixels}")  # fmt: skip
+    write_results(args.out, stem, result, to_markdown(result))
 
 
 if __name__ == "__main__":
