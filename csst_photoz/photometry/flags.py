@@ -29,9 +29,9 @@ class SourceFlag(enum.IntFlag):
     MASKED = 4
     #: An aperture contains saturated pixels.
     SATURATED = 8
-    #: The Kron aperture or the Kron integration region contains pixels of another source of
-    #: the catalogue (the segments of kept sources only: noise peaks dropped by the S/N cut are
-    #: no neighbours); such pixels get zero weight if ``mask_neighbours``.
+    #: The Kron aperture contains pixels of another source of the catalogue (the segments of
+    #: kept sources only: noise peaks dropped by the S/N cut are no neighbours); such pixels
+    #: get zero weight if ``mask_neighbours``.
     NEIGHBOURS = 16
     #: The Kron aperture was enlarged to the minimum radius.
     MIN_APERTURE = 32

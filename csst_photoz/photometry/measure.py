@@ -559,11 +559,9 @@ def _measure_kept(
         pixels.images, pixels.variances, x, y, semi_a, semi_b, angles,
         valid=pixels.valid, saturated=pixels.saturated, **_window_options(segmentation, config),
     )  # fmt: skip
-    flags = kron.flags[keep] | sums.flags[0]
-    if n_kept < len(found):  # NEIGHBOURS against the kept sources only (not dropped noise peaks)
-        flags = (flags & ~int(SourceFlag.NEIGHBOURS)) | _kept_neighbours(
-            detection, x, y, a, b, theta, segmentation, sums.flags[0], config
-        )
+    # NEIGHBOURS: other kept sources' pixels in the Kron aperture (the band sums see the kept
+    # segmentation); the detection-image stage's bit saw every raw detection and is dropped
+    flags = (kron.flags[keep] & ~int(SourceFlag.NEIGHBOURS)) | sums.flags[0]
     return SourceMeasurements(
         x=x,
         y=y,
@@ -586,31 +584,6 @@ def _measure_kept(
         images=pixels.images,
         valid=pixels.valid,
     )
-
-
-def _kept_neighbours(
-    detection: _Detection,
-    x: Any,
-    y: Any,
-    a: Any,
-    b: Any,
-    theta: Any,
-    segmentation: Any,
-    aperture_flags: Any,
-    config: PhotometryConfig,
-) -> Any:
-    """NEIGHBOURS bits of the kept sources against the kept segmentation.
-
-    The apertures' bit (``aperture_flags``, measured on the kept segmentation) and the Kron
-    integration region's (``kron_integration_radius x (a, b)``, tested again here on the kept
-    segmentation: the first test saw every raw detection).
-    """
-    _, region = kron_radius(
-        detection.image, x, y, a, b, theta,
-        integration_radius=config.kron_integration_radius, valid=detection.valid,
-        segmentation=segmentation, max_window_pixels=config.max_window_pixels,
-    )  # fmt: skip
-    return (region | aperture_flags) & int(SourceFlag.NEIGHBOURS)
 
 
 def _no_sources(
