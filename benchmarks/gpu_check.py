@@ -180,6 +180,14 @@ def _photometry_lines(result: dict[str, Any]) -> list[str]:
         f"{result['stamps']['stamps_per_s']:,.0f}/s.",
         "",
     ]
+    tuned = result.get("full_tile_max_window_64M")
+    if tuned:
+        lines += [
+            f"With `max_window_pixels` {tuned['max_window_pixels']:,}: {tuned['seconds']:.2f} s "
+            f"(kron_and_snr {tuned['stages_s'].get('kron_and_snr', float('nan')):.3f} s), "
+            f"{tuned['sources']} sources.",
+            "",
+        ]
     quarter = result.get("quarter_tile", {})
     cpu, dev = (
         quarter.get("numpy", {}).get("stages_s", {}),

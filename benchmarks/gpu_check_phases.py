@@ -225,13 +225,18 @@ def _crop(tile: Any, ny: int, nx: int) -> Any:
     )
 
 
-def _measure(tile: Any, xp: ModuleType) -> tuple[Any, dict[str, float], float]:
+#: A window batch cap for GPUs (64 Mpix per plane, 256 MB): the Kron stage's launches stop
+#: growing with the tile (benchmarks/results/launch_budget_max_window_67108864.md).
+GPU_MAX_WINDOW_PIXELS = 1 << 26
+
+
+def _measure(tile: Any, xp: ModuleType, config: Any = None) -> tuple[Any, dict[str, float], float]:
     from csst_photoz.photometry import measure_tile
 
     clock = StageClock(xp)
     _sync(xp)
     start = time.perf_counter()
-    result = measure_tile(tile, xp=xp, stage=clock.stage)
+    result = measure_tile(tile, config=config, xp=xp, stage=clock.stage)
     _sync(xp)
     return result, clock.seconds, time.perf_counter() - start
 
@@ -287,6 +292,14 @@ def photometry(args: argparse.Namespace) -> dict[str, Any]:
     }
     result["stamps"] = _stamps_per_s(best[0], xp, repeats=3)
     _save_inference_inputs(args.work, best[0])
+    from csst_photoz.photometry import PhotometryConfig
+
+    large = PhotometryConfig(max_window_pixels=GPU_MAX_WINDOW_PIXELS)
+    measured, stage_s, seconds = _measure(tile, xp, large)
+    result["full_tile_max_window_64M"] = {
+        "max_window_pixels": GPU_MAX_WINDOW_PIXELS, "sources": measured.table.num_rows,
+        "seconds": seconds, "stages_s": stage_s,
+    }  # fmt: skip
     _write(args.work, "photometry", result)  # a partial result, should the rest overrun
     quarter = _crop(tile, ny // 2, nx // 2)
     result["quarter_tile"] = {"shape": [ny // 2, nx // 2], "pixel_share": 0.25}
