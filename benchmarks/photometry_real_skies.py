@@ -22,7 +22,8 @@ purity, galaxies lost against the same code's clean-tile run, galaxies split (tw
 detections matched to one galaxy), false detections next to bright galaxies (unmatched, within
 ``--near`` px of a galaxy with true i < 22), and per band the flux pull (measured - true) /
 error of matched, isolated (no other galaxy within 3 Kron aperture radii) galaxies whose band is
-unflagged, against the same aperture on the noiseless image.
+unflagged, against the same aperture on the noiseless image, and the fraction of those isolated
+galaxies flagged NEIGHBOURS.
 
 Writes ``photometry_real_skies_<size>.json`` / ``.md`` / ``.png``.
 """
@@ -191,6 +192,9 @@ def evaluate(
     rows = rows[nearest_other[index[rows]] > 3 * aperture_a[rows]]
     if rows.size == 0:
         return result
+    result["isolated_with_neighbours_flag"] = float(
+        np.mean((flags[rows] & int(SourceFlag.NEIGHBOURS)) != 0)
+    )
     true_counts = sum_ellipses(
         clean.image, clean.variance, xy[rows, 0], xy[rows, 1], aperture_a[rows],
         table["aperture_b"].to_numpy()[rows], table["theta"].to_numpy()[rows],
@@ -224,8 +228,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"`{result['before']}`.",
         "",
         "| scenario | code | rows | compl. i<25 | compl. i<26 | purity | purity i<26 | lost "
-        "| split | false next to bright | pull i median/nmad |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| split | false next to bright | isolated with NEIGHBOURS | pull i median/nmad |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
 
     def cell(value: Any, fmt: str = "{:.3f}") -> str:
@@ -234,7 +238,7 @@ def markdown(result: dict[str, Any]) -> str:
     for scenario, runs in result["scenarios"].items():
         for code, run in runs.items():
             if isinstance(run, str):
-                lines.append(f"| {scenario} | {code} | error: {run} |" + " |" * 8)
+                lines.append(f"| {scenario} | {code} | error: {run} |" + " |" * 9)
                 continue
             pull = run["pulls"].get("i", {})
             pull_text = f"{pull['median']:+.2f} / {pull['nmad']:.2f}" if pull.get("n") else "-"
@@ -243,7 +247,8 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {cell(run['completeness_i_lt_25'])} "
                 f"| {cell(run['completeness_i_lt_26'])} | {cell(run['purity'])} "
                 f"| {cell(run['purity_mag_i_lt_26'])} | {cell(run['lost_vs_clean_tile'], '{}')} "
-                f"| {run['split_galaxies']} | {run['false_next_to_bright']} | {pull_text} |"
+                f"| {run['split_galaxies']} | {run['false_next_to_bright']} "
+                f"| {cell(run.get('isolated_with_neighbours_flag'), '{:.1%}')} | {pull_text} |"
             )
     lines += ["", "Flux pulls (measured - true) / error per band, clean tile:", ""]
     bands = list(next(iter(result["scenarios"]["clean"].values()))["pulls"])
