@@ -51,6 +51,7 @@ from .flags import SourceFlag
 from .pixels import band_noise, detection_image, usable_pixels
 
 __all__ = [
+    "ADDED_SINCE_0_1",
     "MEASURE_STAGES",
     "PhotometryConfig",
     "SourceMeasurements",
@@ -75,6 +76,18 @@ def untimed(name: str) -> AbstractContextManager[Any]:
 DEFAULT_BAD_BITS = int(
     MaskBit.BAD | MaskBit.COSMIC_RAY | MaskBit.HOT_PIXEL | MaskBit.NONFINITE | MaskBit.NO_DATA
 )
+
+
+#: Settings added after 0.1.0 (issue 18) with the default that keeps 0.1.0's recipe. A record of
+#: settings that leaves them out while they hold these values (`PhotometryConfig.recorded`) still
+#: equals a 0.1.0 run's, so that run resumes.
+ADDED_SINCE_0_1: dict[str, Any] = {
+    "detection_weights": "equal",
+    "detect_thresh": None,
+    "clean": False,
+    "clean_param": 1.0,
+    "snr_mask_neighbours": False,
+}
 
 
 class PhotometryConfig(BaseModel):
@@ -146,6 +159,18 @@ class PhotometryConfig(BaseModel):
                 "DETECT_THRESH), not both"
             )
         return self
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings as JSON values, leaving out `ADDED_SINCE_0_1` keys at their defaults.
+
+        For records compared across versions (a run's ``run.json``): a 0.1.0 run's record
+        equals today's defaults'. Loading it back gives the same settings.
+        """
+        data = self.model_dump(mode="json")
+        for key, default in ADDED_SINCE_0_1.items():
+            if data[key] == default:
+                del data[key]
+        return data
 
     def detection_threshold(self) -> float:
         """The threshold on the matched-filter S/N map that detection applies.

@@ -236,3 +236,15 @@ def test_clean_keeps_isolated_galaxies():
     tile = scene_tile(seed=34)
     table = measure_tile(tile, config=CONFIG.model_copy(update={"clean": True})).table
     assert table.equals(measure_tile(tile, config=CONFIG).table)
+
+
+def test_the_recorded_settings_of_the_defaults_are_0_1s():
+    """A v0.1 run's recorded photometry settings equal today's defaults' record (it resumes)."""
+    import json
+    from pathlib import Path
+
+    run = Path(__file__).parents[1] / "fixtures" / "v0_1" / "run" / "run.json"
+    recorded = json.loads(run.read_text())["pipeline"]["photometry"]
+    assert PhotometryConfig().recorded() == recorded
+    assert PhotometryConfig.model_validate(recorded) == PhotometryConfig()
+    assert PhotometryConfig(clean=True).recorded()["clean"] is True
