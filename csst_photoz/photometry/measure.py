@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..tile import MaskBit
 from .apertures import kron_radius, sum_ellipses
-from .backend import array_module
+from .backend import array_module, is_cupy
 from .background import estimate_background
 from .clean import clean_sources
 from .detection import detect_sources, sextractor_threshold
@@ -407,7 +407,9 @@ def _subtract_background(pixels: _Pixels, config: PhotometryConfig, xp: Any) -> 
     images, valid, all_valid = pixels.images, pixels.valid, pixels.all_valid
     subtracted = images if pixels.own_images else xp.empty_like(images)
     n_bands, ny, nx = images.shape
-    per_group = max(1, _BACKGROUND_GROUP_PIXELS // (ny * nx))
+    # GPU workers: every band in one call (7x fewer kernel launches on a full tile,
+    # benchmarks/results/launch_budget.md); the device holds the extra copies of the stack
+    per_group = n_bands if is_cupy(images) else max(1, _BACKGROUND_GROUP_PIXELS // (ny * nx))
     for start in range(0, n_bands, per_group):
         group = slice(start, min(start + per_group, n_bands))
         try:
