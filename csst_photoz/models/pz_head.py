@@ -15,8 +15,11 @@ seed: the head's parameters are drawn after every other layer's). Two kinds, cho
 
 Either way the network's p(z) output is the probability of each bin (`bin_probabilities`,
 rows summing to 1); the NumPy side of p(z) (CDF, PIT, quantiles, recalibration, summaries)
-lives in :mod:`csst_photoz.pz`. ``benchmarks/pz_heads.py`` measures both kinds; the default
-is the one it chose.
+lives in :mod:`csst_photoz.pz`. ``benchmarks/pz_heads.py`` measures both kinds (MLP on DC2,
+40 epochs, recalibrated on the validation split, test file): the mixture reaches PIT KS
+0.010, coverage 0.674 / 0.948 of the 68.27 / 95.45 % intervals and CRPS 0.0415 (Gaussian
+``z +- sigma``: 0.0423), the softmax 0.021, 0.676 / 0.957 and 0.0464 (its 200 outputs learn
+more slowly); the mixture is the default.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ class PzConfig:
         Gaussians of the mixture (``"mixture"`` only).
     """
 
-    kind: PzKind = "softmax"
+    kind: PzKind = "mixture"
     bins: int = 200
     z_min: float = 0.0
     z_max: float = 4.0

@@ -211,11 +211,9 @@ def calibrate_checkpoint(
             n_threads=n_threads,
         )  # fmt: skip
     model.set_domain(domain)
-    (column,) = [
-        name
-        for name in table.column_names
-        if name.startswith("z_") and not name.endswith(("_err", "_flag"))
-    ]
+    from ..evaluation.columns import model_columns
+
+    ((column, _),) = model_columns(table.column_names, truth_column="redshift").values()
     z_true = table["redshift"].to_numpy().astype(np.float64)
     z_pred = table[column].to_numpy().astype(np.float64)
     raw_sigma = table[f"{column}_err"].to_numpy().astype(np.float64) / model.sigma_scale
