@@ -4,8 +4,9 @@ For each tile partition of a run, the tile's truth table (written by the tile si
 the tile store) is matched to the detections by pixel position
 (:func:`~.match.match_positions`). The matched sample of the paper's selection (the truth's
 ``selected`` column: SNR > 10 in g or i) is evaluated with :func:`~.report.evaluate` for every
-``z_<model>`` column of the catalogue. Detection completeness of that selection, and the count
-of detections matched to no galaxy, come with it.
+``z_<model>`` column of the catalogue, with its p(z) section (calibration, n(z) true vs
+estimated per tomographic bin) for models with a compact p(z) column. Detection completeness
+of that selection, and the count of detections matched to no galaxy, come with it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..io.paths import tile_truth_path
+from ..pz.columns import compact_column
 from .match import match_positions
 
 __all__ = ["FieldEvaluation", "evaluate_field", "photoz_columns"]
@@ -60,8 +62,17 @@ class FieldEvaluation:
 
 
 def photoz_columns(names: Sequence[str]) -> list[str]:
-    """The model names of a catalogue's ``z_<model>`` columns (``_err`` / ``_flag`` aside)."""
-    return [n[2:] for n in names if n.startswith("z_") and not n.endswith(("_err", "_flag"))]
+    """The model names of a catalogue's ``z_<model>`` columns (``_err``, ``_flag``, p(z) aside)."""
+    from .columns import ERROR_SUFFIX, FLAG_SUFFIX, PZ_SUFFIXES
+
+    present = set(names)
+    return [
+        n[2:]
+        for n in names
+        if n.startswith("z_")
+        and not n.endswith((ERROR_SUFFIX, FLAG_SUFFIX))
+        and not (n.endswith(PZ_SUFFIXES) and n.rsplit("_", 1)[0] in present)
+    ]
 
 
 def evaluate_field(
@@ -97,7 +108,7 @@ def evaluate_field(
     """
     from .report import evaluate
 
-    z_true, magnitude, predictions = [], [], {}
+    z_true, magnitude, predictions, pz = [], [], {}, {}
     n_truth = n_matched = n_detections = n_unmatched = 0
     models: list[str] | None = None
     for partition in partitions:
@@ -127,6 +138,8 @@ def evaluate_field(
             predictions.setdefault(name, ([], []))
             predictions[name][0].append(z)
             predictions[name][1].append(err)
+            if f"z_{name}_pz" in catalog.column_names:
+                pz.setdefault(name, []).append(compact_column(catalog, name)[rows_found])
     if not models:
         raise ValueError("the catalogue has no z_<model> columns to evaluate")
     if n_matched == 0:
@@ -137,6 +150,7 @@ def evaluate_field(
         out=out,
         magnitude=np.concatenate(magnitude),
         magnitude_label="mag_i (truth)",
+        pz={name: np.concatenate(codes) for name, codes in pz.items()},
     )
     return FieldEvaluation(
         n_truth_selected=n_truth,

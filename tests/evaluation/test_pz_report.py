@@ -33,8 +33,11 @@ def _table(n: int = 400, seed: int = 0) -> pa.Table:
 
 
 def test_pz_columns_are_not_models():
+    from csst_photoz.evaluation.field import photoz_columns as field_models
+
     names = ["redshift", "z_mlp", "z_mlp_err", "z_mlp_mode", "z_mlp_std", "z_mlp_pz", "z_cnn"]
     assert list(model_columns(names, truth_column="redshift")) == ["mlp", "cnn"]
+    assert field_models([*names[1:], "z_cnn_flag", "z_x_mode"]) == ["mlp", "cnn", "x_mode"]
 
 
 def test_evaluate_reports_pz_calibration_and_nz(tmp_path):
