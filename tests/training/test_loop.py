@@ -176,10 +176,14 @@ def test_transfer_trains_only_the_papers_unfrozen_layers(stamp_set, tmp_path, pr
     for name in frozen:
         assert torch.equal(trained[name], start[name]), name
     for name in ("mlp_trunk.blocks.4.dense.weight", "cnn_trunk.dense.0.weight", "head.weight",
-                 "head_blocks.0.norm.running_mean", "sigma_head.layers.0.weight"):  # fmt: skip
+                 "head_blocks.0.norm.running_mean", "sigma_head.layers.0.weight",
+                 "pz_head.layers.0.weight"):  # fmt: skip
         assert not torch.equal(trained[name], start[name]), name
     saved = load_model(result.paths.best)
     assert saved.variant == "hybrid-transfer" and saved.is_transfer
+    # branches trained with their p(z) heads give a transfer with its own, in the checkpoint
+    assert load_model(mlp_path).pz_config is not None and saved.pz_config == config.pz_config()
+    assert saved.checkpoint_metadata.pz.kind == "mixture"
 
 
 def test_transfer_needs_checkpoints_of_the_same_split(stamp_set, tmp_path, pretrained):
