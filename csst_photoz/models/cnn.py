@@ -212,7 +212,10 @@ class CNN(PhotoZModel):
     def forward(self, stamps: Tensor, *, generator: torch.Generator | None = None) -> Prediction:
         """Raw (n, bands, H, W) stamps in electrons -> (n,) z and log sigma (and p(z) output)."""
         hidden = self.hidden(stamps, generator=generator)
-        pz = None if self.pz_head is None else self.pz_head(hidden.float())
+        pz = None
+        if self.pz_head is not None:  # float32 under autocast: mixture means need the digits
+            with torch.autocast(hidden.device.type, enabled=False):
+                pz = self.pz_head(hidden.float())
         return Prediction(self.head(hidden).squeeze(-1), self.sigma_head(hidden), pz)
 
 

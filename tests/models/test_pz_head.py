@@ -140,3 +140,12 @@ def test_metadata_and_network_must_agree_on_the_head(tmp_path, make, monkeypatch
 def test_calibrating_a_network_without_head_is_refused(make):
     with pytest.raises(ValueError, match="no p\\(z\\) head"):
         MLP(make.mlp()).set_pz_calibration({"levels": [0, 1], "pit_cdf": [0, 1]})
+
+
+def test_stamp_network_head_runs_in_float32_under_autocast(make, make_inputs):
+    """bfloat16 has 8 bits of mantissa: mixture means near z = 2 would move by ~0.01."""
+    model = CNN(dataclasses.replace(make.cnn(), pz=MIXTURE)).eval()
+    _, _, stamps = make_inputs(4)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(stamps)
+    assert out.pz.dtype == torch.float32
