@@ -23,6 +23,7 @@ from .cli_options import (
 from .evaluation.cli import add_evaluate_parser
 from .pipeline.cli import add_catalog_parser, add_demo_parser, add_run_parser
 from .pipeline.slices import parse_slice
+from .pz.cli import add_nz_parser, add_pz_parser
 from .training.cli import add_calibrate_parser, add_predict_parser, add_train_parser
 
 if TYPE_CHECKING:  # the CLI imports the heavy modules lazily so that --help is instant
@@ -381,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_parser(commands)
     add_calibrate_parser(commands)
     add_evaluate_parser(commands)
+    add_pz_parser(commands)
+    add_nz_parser(commands)
 
     add_run_parser(commands)
     add_catalog_parser(commands)

@@ -490,7 +490,10 @@ def run(
         _check_memory_limit(memory_limit_bytes(memory_limit), need, base, memory_limit)
     store = RunStore(out)
     settings = {
-        "pipeline": config.model_dump(mode="json", exclude=set(SCHEDULING_KEYS)),
+        "pipeline": {  # photometry keys added since 0.1.0 only when not at their defaults
+            **config.model_dump(mode="json", exclude=set(SCHEDULING_KEYS)),
+            "photometry": config.photometry.recorded(),
+        },
         "models": [
             {"name": c.name, "state_dict_sha256": c.sha256, "sigma_scale": c.sigma_scale}
             for c in checkpoints

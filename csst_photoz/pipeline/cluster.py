@@ -27,6 +27,9 @@ import dask
 from dask.utils import parse_bytes
 from distributed import Client, LocalCluster
 
+from .cpu_layout import cpu_layout
+from .gpu_memory import GpuMemoryConfig
+
 if TYPE_CHECKING:
     from dask_jobqueue import SLURMCluster
 
@@ -142,7 +145,7 @@ def connect(
     address: str | None = None,
     scheduler_file: str | Path | None = None,
     n_workers: int | None = None,
-    threads_per_worker: int = 1,
+    threads_per_worker: int | None = None,
     memory_limit: str = "auto",
     timeout: float = SCHEDULER_TIMEOUT,
 ) -> Iterator[Client]:
@@ -163,7 +166,10 @@ def connect(
     n_workers
         Workers of a local cluster (default: one per core, or one per GPU).
     threads_per_worker
-        Threads per local CPU worker (GalSim and NumPy code here is single-threaded).
+        Threads per local CPU worker; default the measured layout of
+        :func:`~csst_photoz.pipeline.cpu_layout.cpu_layout` (one single-threaded worker per
+        core, torch/BLAS pools of one thread). A local GPU cluster shares one RMM pool
+        between CuPy and torch (:mod:`csst_photoz.pipeline.gpu_memory`).
     memory_limit
         Per-worker memory limit of a local cluster (``"auto"`` or a positive size).
     timeout
@@ -200,17 +206,21 @@ def connect(
             from dask_cuda import LocalCUDACluster
         except ImportError:
             n_gpus = 0
+    layout = cpu_layout(os.cpu_count() or 1)
     dasks_own = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
     environ = {**dasks_own, **WORKER_MALLOC_ENVIRON}
+    if not n_gpus:
+        environ.update(layout.worker_environ())
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         if n_gpus:
             cluster = LocalCUDACluster(
-                n_workers=n_workers or n_gpus, ip="127.0.0.1", dashboard_address="127.0.0.1:0"
-            )
+                n_workers=n_workers or n_gpus, ip="127.0.0.1", dashboard_address="127.0.0.1:0",
+                **GpuMemoryConfig().cluster_kwargs(),
+            )  # fmt: skip
         else:
             cluster = LocalCluster(
-                n_workers=n_workers or os.cpu_count() or 1,
-                threads_per_worker=threads_per_worker,
+                n_workers=n_workers or layout.n_workers,
+                threads_per_worker=threads_per_worker or layout.threads_per_worker,
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address="127.0.0.1:0",

@@ -40,6 +40,7 @@ from ..photometry import PhotometryConfig, measure_tile
 from ..threads import limit_threads
 from ..tile import Tile, TileDataError
 from .config import PipelineConfig
+from .gpu_memory import device_memory_errors
 
 __all__ = [
     "CheckpointRef",
@@ -199,11 +200,14 @@ def _release_device_memory(device: str) -> None:
 
 
 def _with_photoz(table: pa.Table, estimates: dict[str, Any], job: TileJob) -> pa.Table:
-    """The photometry table with ``z_<name>``, ``z_<name>_err``, ``z_<name>_flag`` and run metadata.
+    """The photometry table with the photo-z columns of every model, and run metadata.
 
-    The flag is the uint16 domain flag of :mod:`csst_photoz.models.domain`.
+    Per model ``z_<name>``, ``z_<name>_err``, ``z_<name>_flag`` and, for a model with a p(z)
+    head, the p(z) columns of :mod:`csst_photoz.pz.columns`. The flag is the uint16 domain flag
+    of :mod:`csst_photoz.models.domain`.
     """
     from ..models.domain import flag_description  # torch is imported by the inference stage
+    from ..pz.columns import photoz_columns
 
     for ref in job.checkpoints:
         estimate = estimates[ref.name]
@@ -222,6 +226,8 @@ def _with_photoz(table: pa.Table, estimates: dict[str, Any], job: TileJob) -> pa
                 "unit": "", "description": flag_description(f"z_{ref.name}")}),
             pa.array(estimate.flag, type=pa.uint16()),
         )  # fmt: skip
+        for pz_field, values in photoz_columns(estimate, ref.name):  # none without a p(z) head
+            table = table.append_column(pz_field, values)
     metadata = dict(table.schema.metadata or {})
     metadata[b"csst_photoz.models"] = json.dumps(
         [{"name": r.name, "variant": r.variant, "file": os.path.basename(r.path),
@@ -384,7 +390,8 @@ def process_tile(source: TileSource, job: TileJob) -> TileResult:
     clock.xp = _array_module(device)
     try:
         try:
-            table = _measure_and_infer(tile, job, config, device, clock)
+            with device_memory_errors(f"tile {tile.tile_id} ({source.key})"):
+                table = _measure_and_infer(tile, job, config, device, clock)
         except TileDataError as error:  # the measurement refuses the data (naming the tile)
             return TileResult(source.key, "failed", tile.tile_id, reason=f"{source.key}: {error}")
     finally:

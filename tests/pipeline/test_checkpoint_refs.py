@@ -142,5 +142,7 @@ def test_checkpoint_written_by_v0_1_predicts_the_v0_1_catalogue(tmp_path):
     new = pq.read_table(RunStore(tmp_path).partition_path(0))
     old = pq.read_table(V0_1 / "run" / "tiles" / "tile_00000000.parquet")
     assert new.num_rows == old.num_rows == 2
+    # float32 rounding: since issue 18's photometry commit one z moved by 4.8e-7 (1.01e-6
+    # relative); the tile's photometry columns themselves are unchanged (tests/photometry)
     for column in ("z_mlp", "z_mlp_err"):
-        np.testing.assert_allclose(new[column].to_numpy(), old[column].to_numpy(), rtol=1e-6)
+        np.testing.assert_allclose(new[column].to_numpy(), old[column].to_numpy(), rtol=1e-5)

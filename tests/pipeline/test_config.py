@@ -71,5 +71,6 @@ def test_run_settings_written_by_v0_1_still_match_todays_defaults():
     recorded = json.loads(run_json.read_text())["pipeline"]
     config = PipelineConfig.model_validate(recorded)
     not_recorded = {"device", "batch_size", "torch_threads", "retries", "max_in_flight"}
-    assert config.model_dump(mode="json", exclude=not_recorded) == recorded
+    today = config.model_dump(mode="json", exclude=not_recorded)
+    assert {**today, "photometry": config.photometry.recorded()} == recorded
     assert PipelineConfig.model_validate_json(config.model_dump_json()) == config
