@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -148,7 +149,14 @@ def _read_payload(path: Path) -> tuple[str, dict[str, Tensor]]:
     looks_safetensors = len(head) == 9 and head[8:9] == b"{"
     try:
         if head[:4] == _ZIP_MAGIC:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                payload = torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError:  # objects other than tensors: refused, never run
+                raise CheckpointError(
+                    "refused: it holds Python objects other than tensors (code that loading "
+                    "would run); nothing was executed. Re-save it with "
+                    "csst_photoz.models.save_model from a trusted source"
+                ) from None
             if not isinstance(payload, dict) or set(payload) != {_METADATA_KEY, "tensors"}:
                 raise CheckpointError("not a csst_photoz checkpoint (unexpected contents)")
             text, tensors = payload[_METADATA_KEY], payload["tensors"]

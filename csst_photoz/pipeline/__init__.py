@@ -16,12 +16,14 @@ from __future__ import annotations
 from .._lazy import lazy_attributes
 
 __all__ = [
+    "ClusterError",
     "Outcome",
     "PipelineConfig",
     "RunSummary",
     "TileSimulationResult",
     "connect",
     "finalize_catalog",
+    "finalize_run",
     "gpus_visible",
     "load_pipeline_config",
     "resolve_checkpoints",
@@ -32,6 +34,7 @@ __all__ = [
     "slurm_cpu_cluster",
     "slurm_runner_client",
     "submit_bounded",
+    "write_job_credentials",
 ]
 
 _SOURCES = {
@@ -40,7 +43,9 @@ _SOURCES = {
     "Outcome": "submit",
     "TileSimulationResult": "simulate",
     "connect": "cluster",
+    "ClusterError": "cluster",
     "finalize_catalog": "finalize",
+    "finalize_run": "finalize",
     "gpus_visible": "cluster",
     "load_pipeline_config": "config",
     "resolve_checkpoints": "batch",
@@ -51,6 +56,7 @@ _SOURCES = {
     "slurm_cpu_cluster": "cluster",
     "slurm_runner_client": "cluster",
     "submit_bounded": "submit",
+    "write_job_credentials": "cluster",
 }
 
 __getattr__, __dir__ = lazy_attributes(__name__, _SOURCES, __all__)
