@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..pz.columns import PZ_SUFFIX, compact_column
@@ -62,6 +63,7 @@ def partition_nz(
     grid_edges: npt.ArrayLike,
     point_column: str | None = None,
     truth_column: str | None = None,
+    id_column: str = "object_id",
     replicates: int = 100,
     seed: int = 0,
 ) -> NzSums:
@@ -70,7 +72,7 @@ def partition_nz(
     Parameters
     ----------
     path
-        A Parquet partition with ``object_id``, ``z_<model>_pz`` and the point estimate.
+        A Parquet partition with ``id_column``, ``z_<model>_pz`` and the point estimate.
     model
         The ``<m>`` of ``z_<m>``.
     tomo_edges, grid_edges
@@ -79,21 +81,26 @@ def partition_nz(
         Column choosing the tomographic bin (default ``z_<model>``).
     truth_column
         True-redshift column, used where the partition has it (None: no truth).
+    id_column
+        Integer identifiers of the galaxies (their bootstrap weights hash them).
     replicates, seed
         Bootstrap replicates and seed.
     """
     point = point_column or f"z_{model}"
     names = pq.read_schema(path).names
-    wanted = ["object_id", point, f"z_{model}{PZ_SUFFIX}"]
+    wanted = [id_column, point, f"z_{model}{PZ_SUFFIX}"]
     missing = [name for name in wanted if name not in names]
     if missing:
         raise ValueError(f"{path}: no column {missing} (columns: {names})")
+    id_type = pq.read_schema(path).field(id_column).type
+    if not pa.types.is_integer(id_type):
+        raise ValueError(f"{path}: id column {id_column!r} is {id_type}, not integers")
     has_truth = truth_column is not None and truth_column in names
     table = pq.read_table(path, columns=wanted + ([truth_column] if has_truth else []))
     return nz_partial(
         table.column(point).to_numpy(zero_copy_only=False).astype(np.float64),
         compact_column(table, model),
-        table.column("object_id").to_numpy(zero_copy_only=False),
+        table.column(id_column).to_numpy(zero_copy_only=False),
         tomo_edges=tomo_edges,
         grid_edges=grid_edges,
         replicates=replicates,
@@ -111,6 +118,7 @@ def compute_nz(
     client: Client | None = None,
     point_column: str | None = None,
     truth_column: str | None = None,
+    id_column: str = "object_id",
     replicates: int = 100,
     seed: int = 0,
 ) -> NzSums:
@@ -123,7 +131,7 @@ def compute_nz(
     client
         A Dask client (:func:`~csst_photoz.pipeline.connect`); None: in this process, one
         partition after the other.
-    model, tomo_edges, grid_edges, point_column, truth_column, replicates, seed
+    model, tomo_edges, grid_edges, point_column, truth_column, id_column, replicates, seed
         As `partition_nz`.
     """
     if not partitions:
@@ -135,6 +143,7 @@ def compute_nz(
         grid_edges=np.asarray(grid_edges, dtype=np.float64),
         point_column=point_column,
         truth_column=truth_column,
+        id_column=id_column,
         replicates=replicates,
         seed=seed,
     )

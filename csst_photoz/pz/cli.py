@@ -56,6 +56,11 @@ def add_pz_parser(commands: Any) -> argparse.ArgumentParser:
     export.add_argument("catalog", type=Path, help="Parquet file, run catalogue or HATS folder")
     export.add_argument("--model", required=True, help="the <m> of the z_<m>_pz column")
     export.add_argument("--out", type=Path, required=True, help="qp HDF5 file (.hdf5)")
+    export.add_argument(
+        "--id-column", default="object_id",
+        help="the galaxies' identifiers, written as ancillary data (default object_id; "
+        "predict --table writes the table's own id column)",
+    )  # fmt: skip
     export.set_defaults(func=main_export)
     return parser
 
@@ -73,6 +78,11 @@ def add_nz_parser(commands: Any) -> argparse.ArgumentParser:
         "--equal", type=positive_int, help="N bins of equal galaxy counts (quantiles of z_<m>)"
     )
     parser.add_argument("--truth-column", help="true redshifts, where the catalogue has them")
+    parser.add_argument(
+        "--id-column", default="object_id",
+        help="integer identifiers that seed each galaxy's bootstrap weights (default object_id; "
+        "predict --table writes the table's own id column)",
+    )  # fmt: skip
     parser.add_argument(
         "--bootstrap", type=positive_int, default=100, help="bootstrap replicates (100)"
     )
@@ -92,19 +102,22 @@ def main_export(args: argparse.Namespace) -> int:
     from .columns import PZ_SUFFIX, compact_column
     from .qp_io import to_qp_ensemble, write_qp
 
-    columns = ["object_id", f"z_{args.model}_mode", f"z_{args.model}{PZ_SUFFIX}"]
+    columns = [args.id_column, f"z_{args.model}_mode", f"z_{args.model}{PZ_SUFFIX}"]
     tables = []
     for path in catalog_partitions(args.catalog):
         names = pq.read_schema(path).names
         missing = [c for c in columns if c not in names]
         if missing:
-            raise ValueError(f"{path}: no column {missing}; is {args.model!r} a model with p(z)?")
+            raise ValueError(
+                f"{path}: no column {missing} (columns: {names}); is {args.model!r} a model "
+                "with p(z), and is the id column right (--id-column)?"
+            )
         tables.append(pq.read_table(path, columns=columns))
     table = pa.concat_tables(tables)
     ensemble = to_qp_ensemble(
         compact_column(table, args.model),
         ancil={
-            "object_id": table.column("object_id").to_numpy(),
+            args.id_column: table.column(args.id_column).to_numpy(zero_copy_only=False),
             "zmode": table.column(f"z_{args.model}_mode").to_numpy(),
         },
     )
@@ -176,6 +189,7 @@ def main_nz(args: argparse.Namespace) -> int:
             grid_edges=NZ_GRID,
             client=client,
             truth_column=args.truth_column,
+            id_column=args.id_column,
             replicates=args.bootstrap,
             seed=args.seed,
         )

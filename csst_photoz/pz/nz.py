@@ -16,6 +16,7 @@ on how the catalogue is partitioned or on which worker reads a partition.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -203,6 +204,10 @@ def nz_summary(sums: NzSums) -> dict[str, npt.NDArray[np.float64]]:
         sums.truth_sum, sums.truth_count,
         out=np.full_like(sums.truth_sum, np.nan), where=sums.truth_count > 0,
     )  # fmt: skip
+    with warnings.catch_warnings():  # an empty bin has no bootstrap spread: NaN, said once
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean_err = np.nanstd(boot_mean, axis=0, ddof=1)
+        width_err = np.nanstd(boot_std, axis=0, ddof=1)
     return {
         "z_low": sums.tomo_edges[:-1],
         "z_high": sums.tomo_edges[1:],
@@ -210,8 +215,8 @@ def nz_summary(sums: NzSums) -> dict[str, npt.NDArray[np.float64]]:
         "mean_z": mean,
         "median_z": median,
         "width": std,
-        "mean_z_err": np.nanstd(boot_mean, axis=0, ddof=1),
-        "width_err": np.nanstd(boot_std, axis=0, ddof=1),
+        "mean_z_err": mean_err,
+        "width_err": width_err,
         "true_galaxies": sums.truth_count,
         "true_mean_z": true_mean,
         "mean_bias": np.abs(mean - true_mean) / (1.0 + true_mean),

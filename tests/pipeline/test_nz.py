@@ -171,3 +171,24 @@ def test_pz_columns_survive_catalog_finalize_and_feed_export_and_nz(tmp_path):
     args = parser.parse_args(["pz", "export", str(catalogue), "--model", "mlp", "--out", str(out)])
     assert args.func(args) == 0 and qp.read(str(out)).npdf == 240
     _assert_same(_by_partition(catalogue), _whole(table))
+
+
+def test_another_integer_id_column_gives_the_same_nz_and_a_text_one_is_refused(tmp_path):
+    """``predict --table`` writes the table's own id column: ``id_column`` names it."""
+    table = _catalogue(tmp_path / "cat")
+    renamed = table.rename_columns(["objid" if n == "object_id" else n for n in table.column_names])
+    pq.write_table(renamed, tmp_path / "renamed.parquet")
+    by_name = compute_nz(
+        [tmp_path / "renamed.parquet"], model="mlp", tomo_edges=TOMO, grid_edges=FINE,
+        truth_column="redshift", id_column="objid", replicates=20, seed=5,
+    )  # fmt: skip
+    _assert_same(by_name, _whole(table))
+    with pytest.raises(ValueError, match=r"renamed\.parquet: no column \['object_id'\]"):
+        compute_nz([tmp_path / "renamed.parquet"], model="mlp", tomo_edges=TOMO, grid_edges=FINE)
+    text_ids = renamed.set_column(0, "objid", pa.array([f"g{i}" for i in range(renamed.num_rows)]))
+    pq.write_table(text_ids, tmp_path / "text.parquet")
+    with pytest.raises(ValueError, match=r"text\.parquet: id column 'objid' is string"):
+        compute_nz(
+            [tmp_path / "text.parquet"], model="mlp", tomo_edges=TOMO, grid_edges=FINE,
+            id_column="objid",
+        )  # fmt: skip

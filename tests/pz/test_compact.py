@@ -119,3 +119,24 @@ def test_qp_round_trip_through_pz_export(tmp_path):
 def test_bad_input_is_refused_naming_the_problem(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_pz_export_writes_the_named_id_column(tmp_path):
+    """``--id-column``: a table from ``predict --table`` keeps its own identifiers."""
+    import argparse
+
+    from csst_photoz.pz.cli import add_pz_parser
+
+    table = _table(_bimodal(4, 12))
+    table = table.rename_columns(["objid" if n == "object_id" else n for n in table.column_names])
+    pq.write_table(table, tmp_path / "photoz.parquet")
+    parser = argparse.ArgumentParser()
+    add_pz_parser(parser.add_subparsers())
+    out = tmp_path / "p.hdf5"
+    base = ["pz", "export", str(tmp_path / "photoz.parquet"), "--model", "mlp", "--out", str(out)]
+    args = parser.parse_args(base)
+    with pytest.raises(ValueError, match=r"no column \['object_id'\].*--id-column"):
+        args.func(args)
+    args = parser.parse_args([*base, "--id-column", "objid"])
+    assert args.func(args) == 0
+    np.testing.assert_array_equal(qp.read(str(out)).ancil["objid"], table["objid"].to_numpy())
