@@ -407,6 +407,22 @@ def finalize_catalog(
     return target
 
 
+def _comparable(pipeline: Mapping[str, Any]) -> dict[str, Any]:
+    """Pipeline settings as a partition or ``run.json`` records them, in one form to compare.
+
+    Validated by `PipelineConfig` (so a key left out at its default, as ``run.json`` leaves the
+    photometry keys added since 0.1.0, compares equal to it), scheduling keys dropped; settings
+    that do not validate are compared as written.
+    """
+    from .config import PipelineConfig
+
+    try:
+        dumped = PipelineConfig.model_validate(dict(pipeline)).model_dump(mode="json")
+    except ValueError:
+        dumped = dict(pipeline)
+    return {k: v for k, v in dumped.items() if k not in SCHEDULING_KEYS}
+
+
 def partition_settings_problem(
     path: Path, metadata: Mapping[bytes, bytes] | None, settings: Mapping[str, Any]
 ) -> str | None:
@@ -434,8 +450,7 @@ def partition_settings_problem(
             f"{path}: made with models {[n for n, _ in recorded]}, not run.json's "
             f"{[n for n, _ in expected]} (or other checkpoints of those names)"
         )
-    made_with = {k: v for k, v in made_with.items() if k not in SCHEDULING_KEYS}
-    pipeline = settings.get("pipeline", {})
+    made_with, pipeline = _comparable(made_with), _comparable(settings.get("pipeline", {}))
     changed = sorted(
         k for k in set(made_with) | set(pipeline) if made_with.get(k) != pipeline.get(k)
     )
