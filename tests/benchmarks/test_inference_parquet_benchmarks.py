@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -20,6 +22,7 @@ def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow  # a benchmark script end to end (5-25 s); run with -m slow
 def test_inference_benchmark_runs_on_tiny_batches(tmp_path):
     run_script(
         "inference.py", "--tile-size", "256", "--batch-sizes", "8", "16", "--repeats", "1",
@@ -52,6 +55,7 @@ def test_inference_benchmark_runs_on_tiny_batches(tmp_path):
     assert all(r["galaxies_per_s"] > 0 for r in result["stamps"])
 
 
+@pytest.mark.slow  # a benchmark script end to end (5-25 s); run with -m slow
 def test_parquet_write_benchmark_runs_on_a_tiny_table(tmp_path):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -74,6 +78,7 @@ def test_parquet_write_benchmark_runs_on_a_tiny_table(tmp_path):
     assert result["sha256"]["file_mb_per_s"] > 0
 
 
+@pytest.mark.slow  # a benchmark script end to end (5-25 s); run with -m slow
 def test_training_benchmark_runs_on_a_tiny_batch(tmp_path):
     run_script(
         "training.py", "--batch-size", "8", "--repeats", "1", "--train-rows", "100",

@@ -34,6 +34,7 @@ def load_module(name: str):
     return module
 
 
+@pytest.mark.slow  # a benchmark script end to end (5-25 s); run with -m slow
 def test_throughput_benchmark_runs_on_a_tiny_tile(tmp_path):
     run_script(
         "photometry.py", "--size", "256", "--repeats", "1", "--photutils-sources", "5",
@@ -62,6 +63,7 @@ def test_gpu_device_without_cupy_is_a_clear_error(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # a benchmark script end to end (5-25 s); run with -m slow
 def test_validation_runs_on_a_tiny_tile(tmp_path):
     run_script("photometry_validation.py", "--size", "256", "--out", str(tmp_path))
     result = json.loads((tmp_path / "photometry_validation.json").read_text())
@@ -84,6 +86,7 @@ def test_validation_noisy_tile_is_the_simulators_tile():
     assert not np.array_equal(clean.image, noisy.image)
 
 
+@pytest.mark.slow  # a benchmark script end to end (5-25 s); run with -m slow
 def test_detection_benchmark_runs_on_a_tiny_tile(tmp_path):
     run_script("detection.py", "--size", "256", "--repeats", "1", "--out", str(tmp_path))
     result = json.loads((tmp_path / "detection_cpu.json").read_text())

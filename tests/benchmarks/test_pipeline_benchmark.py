@@ -10,6 +10,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
+@pytest.mark.slow  # a benchmark script end to end (5-25 s); run with -m slow
 def test_pipeline_benchmark_runs_on_tiny_tiles(tmp_path):
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "pipeline.py"), "--tiles", "2", "--size", "192x160",

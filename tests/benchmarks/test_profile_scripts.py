@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from csst_photoz.io.tile_zarr import write_tile_zarr
 from csst_photoz.sim.tiles import TileSpec, simulate_tile
 
@@ -16,6 +18,7 @@ def _run(*args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow  # a benchmark script end to end (5-25 s); run with -m slow
 def test_profile_tile_runs_the_tile_task(tmp_path):
     tile, _ = simulate_tile(TileSpec(tile_id=3, nx=160, ny=160, seed=5))
     store = write_tile_zarr(tile, tmp_path / "tile_00000003.zarr")
