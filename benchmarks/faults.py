@@ -119,7 +119,8 @@ def _spoil_detection_band(store: Path) -> None:
 
     tile = read_tile_zarr(store)
     image = tile.image.copy()
-    image[tile.band_index("r")] = float("nan")
+    for band in ("g", "r", "i", "z"):  # every detection band: no pixel to detect on
+        image[tile.band_index(band)] = float("nan")
     shutil.rmtree(store)
     write_tile_zarr(Tile(**{**tile.__dict__, "image": image}), store)
 
@@ -135,7 +136,7 @@ def fault_nan_band(field: Field) -> dict:
     shutil.rmtree(pristine)
     again = _run(tiles, out)
     return {
-        "fault": "detection band (r) all NaN in one tile; repaired, rerun",
+        "fault": "detection bands (g, r, i, z) all NaN in one tile; repaired, rerun",
         "statuses": [first.returncode, again.returncode],
         "what happens": _last_line(first).replace(str(field.work), "…"),
         "loss": field.loss(out),

@@ -87,12 +87,13 @@ def partition_nz(
         Bootstrap replicates and seed.
     """
     point = point_column or f"z_{model}"
-    names = pq.read_schema(path).names
+    schema = pq.read_schema(path)
+    names = schema.names
     wanted = [id_column, point, f"z_{model}{PZ_SUFFIX}"]
     missing = [name for name in wanted if name not in names]
     if missing:
         raise ValueError(f"{path}: no column {missing} (columns: {names})")
-    id_type = pq.read_schema(path).field(id_column).type
+    id_type = schema.field(id_column).type
     if not pa.types.is_integer(id_type):
         raise ValueError(f"{path}: id column {id_column!r} is {id_type}, not integers")
     has_truth = truth_column is not None and truth_column in names

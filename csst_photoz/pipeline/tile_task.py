@@ -36,9 +36,9 @@ import pyarrow as pa
 from .. import __version__
 from ..io.run_store import RunStore, TileRecord
 from ..io.tile_sources import TileSource
-from ..photometry import PhotometryConfig, measure_tile
+from ..photometry import measure_tile
 from ..threads import limit_threads
-from ..tile import Tile, TileDataError
+from ..tile import TileDataError
 from .config import PipelineConfig
 from .gpu_memory import device_memory_errors
 
@@ -46,7 +46,6 @@ __all__ = [
     "CheckpointRef",
     "TileJob",
     "TileResult",
-    "detection_problem",
     "prepare_worker",
     "process_tile",
     "worker_device",
@@ -296,52 +295,6 @@ def _measure_and_infer(
     return _with_photoz(table, estimates, job)
 
 
-def detection_problem(tile: Tile, photometry: PhotometryConfig) -> str | None:
-    """Why no pixel of the tile can be used for detection, or None when some can.
-
-    A pixel is usable in a band when its image and variance are finite, its variance is not
-    negative and its mask has none of ``photometry.bad_mask_bits`` (the photometry's rule);
-    detection needs pixels usable in every detection band at once. A tile without one would
-    give an empty catalogue that looks like an empty sky, so the task records it as failed.
-
-    Parameters
-    ----------
-    tile
-        The tile as read.
-    photometry
-        The run's photometry settings (detection bands, bad mask bits).
-
-    Returns
-    -------
-    str or None
-        The reason, naming the band and what is wrong in it; None if detection can run.
-    """
-    common = None
-    for band in photometry.detection_bands:
-        if band not in tile.bands:
-            continue  # the measurement refuses the missing band, naming it
-        k = tile.band_index(band)
-        finite_image = np.isfinite(tile.image[k])
-        finite_variance = np.isfinite(tile.variance[k])
-        usable = finite_image & finite_variance & (tile.variance[k] >= 0)
-        usable &= (tile.mask[k] & photometry.bad_mask_bits) == 0
-        if not usable.any():
-            if not finite_image.any():
-                what = "image is all NaN/inf"
-            elif not finite_variance.any():
-                what = "variance is all NaN/inf"
-            elif not (tile.mask[k] & photometry.bad_mask_bits == 0).any():
-                what = "every pixel is masked as bad"
-            else:
-                what = "no pixel has a finite image, a variance >= 0 and no bad mask bit"
-            return f"no usable detection pixel: band {band}: {what}"
-        common = usable if common is None else common & usable
-    if common is not None and not common.any():
-        bands = list(photometry.detection_bands)
-        return f"no usable detection pixel: no pixel usable in every detection band {bands}"
-    return None
-
-
 def process_tile(source: TileSource, job: TileJob) -> TileResult:
     """Process one tile into its catalogue partition (the Dask task).
 
@@ -379,14 +332,6 @@ def process_tile(source: TileSource, job: TileJob) -> TileResult:
     marker = store.read_marker(tile.tile_id)
     if marker is not None and store.is_done(marker):
         return TileResult(source.key, "skipped", tile.tile_id, rows=marker.rows)
-    problem = detection_problem(tile, config.photometry)
-    if problem is not None:  # an empty catalogue here would pass for an empty sky
-        return TileResult(
-            source.key,
-            "failed",
-            tile.tile_id,
-            reason=f"{source.key}: tile {tile.tile_id}: {problem}",
-        )
     clock.xp = _array_module(device)
     try:
         try:

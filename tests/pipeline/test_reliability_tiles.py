@@ -7,70 +7,72 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from csst_photoz.constants import CSST_BANDS
 from csst_photoz.io.run_store import RunStore
+from csst_photoz.io.tile_sources import TileSource
 from csst_photoz.io.tile_zarr import read_tile_zarr, write_tile_zarr
 from csst_photoz.photometry import PhotometryConfig
-from csst_photoz.pipeline import run
-from csst_photoz.pipeline.tile_task import detection_problem
+from csst_photoz.pipeline import PipelineConfig, run
+from csst_photoz.pipeline.tile_task import TileJob, process_tile
 from csst_photoz.tile import MaskBit, Tile
 
 QUIET = {"progress": False}
 
 
+def _job(out: Path) -> TileJob:
+    """Photometry only (no models): the task's refusal comes before any inference."""
+    config = PipelineConfig(device="cpu")
+    return TileJob(str(out), config.model_dump_json(), (), CSST_BANDS)
+
+
 def _spoiled(tile: Tile, what: str) -> Tile:
     image, variance, mask = tile.image.copy(), tile.variance.copy(), tile.mask.copy()
-    r, i = tile.band_index("r"), tile.band_index("i")
+    detection = [tile.band_index(b) for b in PhotometryConfig().detection_bands]
     if what == "r image NaN":
-        image[r] = np.nan
-    elif what == "i variance NaN":
-        variance[i] = np.nan
+        image[tile.band_index("r")] = np.nan
+    elif what == "detection bands NaN":
+        image[detection] = np.nan
+    elif what == "detection variances NaN":
+        variance[detection] = np.nan
+    elif what == "detection bands masked":
+        mask[detection] |= int(MaskBit.BAD)
     elif what == "whole tile NaN":
         image[:] = np.nan
-    elif what == "z masked":
-        mask[tile.band_index("z")] |= int(MaskBit.BAD)
-    elif what == "g negative variance":
-        variance[tile.band_index("g")] = -1.0
     return Tile(**{**tile.__dict__, "image": image, "variance": variance, "mask": mask})
 
 
 @pytest.mark.parametrize(
-    "what, band",
-    [("r image NaN", "r"), ("i variance NaN", "i"), ("whole tile NaN", "g"), ("z masked", "z"),
-     ("g negative variance", "g")],
-)  # fmt: skip
-def test_detection_problem_names_the_unusable_band(field, what, band):
+    "what", ["detection bands NaN", "detection variances NaN", "detection bands masked"]
+)
+def test_a_tile_without_a_usable_detection_pixel_fails_naming_it(tmp_path, field, what):
+    """The photometry's own rule (issue 18) refuses it; the task records a failure, no marker."""
     tile = _spoiled(read_tile_zarr(field[0]), what)
-    problem = detection_problem(tile, PhotometryConfig())
-    assert problem is not None and f"band {band}" in problem and "no usable" in problem
+    bad = write_tile_zarr(tile, tmp_path / "in" / Path(field[0]).name)
+    result = process_tile(TileSource("zarr", str(bad)), _job(tmp_path / "run"))
+    assert result.status == "failed"
+    assert f"tile {tile.tile_id}" in result.reason and "no usable pixel" in result.reason
+    assert RunStore(tmp_path / "run").read_marker(tile.tile_id) is None
 
 
-def test_detection_problem_is_none_for_a_good_tile_or_a_partly_bad_one(field):
-    tile = read_tile_zarr(field[0])
-    assert detection_problem(tile, PhotometryConfig()) is None
-    image = tile.image.copy()
-    image[tile.band_index("r"), :100] = np.nan  # a part of one band: measurable
-    image[tile.band_index("NUV")] = np.nan  # a non-detection band: measurable
-    partly = Tile(**{**tile.__dict__, "image": image})
-    assert detection_problem(partly, PhotometryConfig()) is None
-    # bands that do not overlap in usable pixels leave no detection pixel either
-    image = tile.image.copy()
-    image[tile.band_index("g"), :, : tile.shape[1] // 2] = np.nan
-    image[tile.band_index("z"), :, tile.shape[1] // 2 :] = np.nan
-    disjoint = Tile(**{**tile.__dict__, "image": image})
-    assert "no pixel usable in every detection band" in detection_problem(
-        disjoint, PhotometryConfig()
+def test_one_unusable_detection_band_still_detects_on_the_others(tmp_path, field):
+    """Issue 18: a band missing over the tile lowers the depth; the tile is done, with rows."""
+    bad = write_tile_zarr(
+        _spoiled(read_tile_zarr(field[0]), "r image NaN"), tmp_path / "in" / Path(field[0]).name
     )
+    result = process_tile(TileSource("zarr", str(bad)), _job(tmp_path / "run"))
+    assert result.status == "done" and result.rows > 0
 
 
-def test_a_tile_with_a_nan_detection_band_fails_and_reruns_after_repair(
+def test_a_tile_without_detection_pixels_fails_and_reruns_after_repair(
     tmp_path, field, checkpoints, client
 ):
     good = read_tile_zarr(field[1])
-    bad = write_tile_zarr(_spoiled(good, "r image NaN"), tmp_path / "in" / field[1].name)
+    bad = write_tile_zarr(_spoiled(good, "detection bands NaN"), tmp_path / "in" / field[1].name)
     out = tmp_path / "run"
     summary = run([field[0], bad], out, models=checkpoints, client=client, **QUIET)
     assert (summary.tiles_done, summary.tiles_failed) == (1, 1)
-    assert "band r" in summary.failures[0].reason and str(bad) in summary.failures[0].reason
+    assert "no usable pixel" in summary.failures[0].reason
+    assert str(bad) in summary.failures[0].reason
     store = RunStore(out)
     assert store.read_marker(good.tile_id) is None
     assert not store.partition_path(good.tile_id).exists()
