@@ -78,7 +78,7 @@ DEFAULT_BAD_BITS = int(
 )
 
 
-#: Settings added after 0.1.0 (issue 18) with the default that keeps 0.1.0's recipe. A record of
+#: Settings added after 0.1.0 (issues 18, 20) with the default that keeps 0.1.0's recipe. A record of
 #: settings that leaves them out while they hold these values (`PhotometryConfig.recorded`) still
 #: equals a 0.1.0 run's, so that run resumes.
 ADDED_SINCE_0_1: dict[str, Any] = {
@@ -87,6 +87,7 @@ ADDED_SINCE_0_1: dict[str, Any] = {
     "clean": False,
     "clean_param": 1.0,
     "snr_mask_neighbours": False,
+    "max_window_pixels_gpu": 1 << 26,
 }
 
 
@@ -142,7 +143,17 @@ class PhotometryConfig(BaseModel):
     mask_neighbours: bool = False
     bad_mask_bits: int = DEFAULT_BAD_BITS
     stamp_size: int = Field(64, ge=1)
-    max_window_pixels: int = Field(1 << 22, ge=1)
+    max_window_pixels: int = Field(
+        1 << 22,
+        ge=1,
+        description="cap of one batch of aperture windows on NumPy [pixels per plane]",
+    )
+    max_window_pixels_gpu: int = Field(
+        1 << 26,
+        ge=1,
+        description="the same cap on CuPy (fewer kernel launches: "
+        "benchmarks/results/launch_budget_max_window_67108864.md); results do not depend on it",
+    )
 
     @field_validator("detection_bands")
     @classmethod
@@ -171,6 +182,10 @@ class PhotometryConfig(BaseModel):
             if data[key] == default:
                 del data[key]
         return data
+
+    def window_pixels(self, on_gpu: bool) -> int:
+        """The cap of one batch of aperture windows: `max_window_pixels_gpu` on CuPy arrays."""
+        return self.max_window_pixels_gpu if on_gpu else self.max_window_pixels
 
     def detection_threshold(self) -> float:
         """The threshold on the matched-filter S/N map that detection applies.
@@ -495,7 +510,7 @@ def _window_options(segmentation: Any, config: PhotometryConfig) -> dict[str, An
     return {
         "segmentation": segmentation,
         "mask_neighbours": config.mask_neighbours,
-        "max_window_pixels": config.max_window_pixels,
+        "max_window_pixels": config.window_pixels(is_cupy(segmentation)),
     }
 
 
