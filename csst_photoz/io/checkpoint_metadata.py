@@ -34,6 +34,7 @@ __all__ = [
     "FluxInput",
     "InputDeclaration",
     "PzCalibration",
+    "PzHeadFit",
     "PzRecord",
     "SigmaCalibration",
     "SplitRecord",
@@ -277,6 +278,46 @@ class PzCalibration(_Record):
         return self
 
 
+class PzHeadFit(_Record):
+    """How a p(z) head was fitted after its network, on the frozen last hidden layer.
+
+    ``csst-photoz pz fit`` (:func:`csst_photoz.training.pz_fit.fit_pz_head`) gives a trained
+    network (with or without a head) a new p(z) head: the network's weights, point estimate
+    and uncertainty are unchanged, only the head is trained, on the network's training split.
+    A head trained with its network (``csst-photoz train``) has no such record.
+
+    Attributes
+    ----------
+    method
+        What was trained on what.
+    data, data_hash
+        The training set and its hash (the network's own, checked on fitting).
+    galaxies, copies
+        Training galaxies and augmented copies of each (flux realisations and/or stamp
+        rotations, as the network's recipe draws them).
+    epochs, best_epoch
+        Epochs run and the epoch kept (lowest validation loss).
+    validation_loss
+        The head's loss (negative log-likelihood or cross-entropy) on the validation split at
+        the kept epoch.
+    seed
+        Seed of the head's initial weights, the augmentation and the batch order.
+    package_version
+        Package version that fitted it.
+    """
+
+    method: str
+    data: str
+    data_hash: str
+    galaxies: int = Field(gt=0)
+    copies: int = Field(gt=0)
+    epochs: int = Field(ge=1)
+    best_epoch: int = Field(ge=1)
+    validation_loss: float
+    seed: int
+    package_version: str
+
+
 class PzRecord(_Record):
     """What a network's p(z) is: its grid, its head and its recalibration.
 
@@ -294,6 +335,9 @@ class PzRecord(_Record):
         Range of the grid.
     calibration
         Recalibration fitted on the validation split, or None.
+    head_fit
+        How the head was fitted after its network (:class:`PzHeadFit`), or None: trained with
+        the network.
     """
 
     kind: Literal["softmax", "mixture"]
@@ -301,6 +345,7 @@ class PzRecord(_Record):
     z_min: float = 0.0
     z_max: float = Field(gt=0)
     calibration: PzCalibration | None = None
+    head_fit: PzHeadFit | None = None
 
 
 class SplitRecord(_Record):

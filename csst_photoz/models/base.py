@@ -26,6 +26,7 @@ from ..io.checkpoint_metadata import (
     CheckpointMetadata,
     DomainReference,
     PzCalibration,
+    PzHeadFit,
     PzRecord,
     SigmaCalibration,
 )
@@ -169,6 +170,8 @@ class PhotoZModel(nn.Module):
         self.checkpoint_metadata: CheckpointMetadata | None = None
         #: Recalibration of the p(z) (`set_pz_calibration`), or None.
         self.pz_calibration: PzCalibration | None = None
+        #: How the p(z) head was fitted after the network (``csst-photoz pz fit``), or None.
+        self.pz_head_fit: PzHeadFit | None = None
         self._domain = DomainCheck(None)
 
     @property
@@ -188,6 +191,7 @@ class PhotoZModel(nn.Module):
             z_min=config.z_min,
             z_max=config.z_max,
             calibration=self.pz_calibration,
+            head_fit=self.pz_head_fit,
         )
 
     def set_pz_calibration(self, calibration: PzCalibration | Mapping[str, Any] | None) -> None:

@@ -258,7 +258,8 @@ def load_model(
         )
     stated, built = metadata.pz, model.pz_record
     if (stated is None) != (built is None) or (
-        stated is not None and stated.model_copy(update={"calibration": None}) != built
+        stated is not None
+        and stated.model_copy(update={"calibration": None, "head_fit": None}) != built
     ):
         raise CheckpointError(
             f"{file}: its metadata states the p(z) {stated!r}, its network configuration "
@@ -266,6 +267,7 @@ def load_model(
         )
     model.set_sigma_calibration(metadata.sigma_calibration)
     model.set_pz_calibration(stated.calibration if stated is not None else None)
+    model.pz_head_fit = stated.head_fit if stated is not None else None
     model.set_domain(metadata.domain)
     model.checkpoint_metadata = metadata
     return model.to(map_location).eval()

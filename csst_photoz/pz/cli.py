@@ -1,11 +1,14 @@
-"""``csst-photoz pz export`` and ``csst-photoz nz``.
+"""``csst-photoz pz export``, ``csst-photoz pz fit`` and ``csst-photoz nz``.
 
 ::
 
+    csst-photoz pz fit --checkpoint mlp.pt --data DIR --out mlp-pz.pt
     csst-photoz pz export CATALOG --model mlp --out photoz_mlp.hdf5
     csst-photoz nz CATALOG --model mlp --bins 0.2,0.5,0.8,1.2,2.0 --out nz/ [--truth-column z]
     csst-photoz nz CATALOG --model mlp --equal 5 --out nz/
 
+``pz fit`` gives a trained network a p(z) head fitted on its frozen last hidden layer (its
+point estimate and uncertainty unchanged; :mod:`csst_photoz.training.pz_fit`).
 ``CATALOG`` is a Parquet file, a run's catalogue folder or a HATS catalogue (every
 ``*.parquet`` below it, :func:`~csst_photoz.pipeline.nz.catalog_partitions`). ``pz export``
 writes a qp HDF5 file (``qp.hist`` on 400 bins of 0.01 over 0 <= z <= 4, ``object_id`` and
@@ -27,7 +30,7 @@ import numpy as np
 
 from ..cli_options import add_cluster_options, cluster_arguments, positive_int
 
-__all__ = ["add_nz_parser", "add_pz_parser", "main_export", "main_nz"]
+__all__ = ["add_nz_parser", "add_pz_parser", "main_export", "main_fit", "main_nz"]
 
 #: Grid of the stacked n(z): 400 bins of 0.01 over 0 <= z <= 4.
 NZ_GRID = np.linspace(0.0, 4.0, 401)
@@ -46,8 +49,10 @@ def _edges(text: str) -> list[float]:
 
 
 def add_pz_parser(commands: Any) -> argparse.ArgumentParser:
-    """Add ``pz`` (with ``export``) to the ``csst-photoz`` sub-parsers; returns its parser."""
-    parser = commands.add_parser("pz", help="per-galaxy p(z): export to qp HDF5")
+    """Add ``pz`` (``export``, ``fit``) to the ``csst-photoz`` sub-parsers; returns its parser."""
+    parser = commands.add_parser(
+        "pz", help="per-galaxy p(z): export to qp HDF5, fit a head on a trained network"
+    )
     actions = parser.add_subparsers(dest="pz_action", required=True, metavar="ACTION")
     export = actions.add_parser(
         "export",
@@ -62,6 +67,26 @@ def add_pz_parser(commands: Any) -> argparse.ArgumentParser:
         "predict --table writes the table's own id column)",
     )  # fmt: skip
     export.set_defaults(func=main_export)
+    fit = actions.add_parser(
+        "fit",
+        help="give a trained network a p(z) head fitted on its frozen last hidden layer "
+        "(z and z_err unchanged), recalibrated on its validation split",
+    )
+    fit.add_argument("--checkpoint", type=Path, required=True, help="trained checkpoint")
+    fit.add_argument("--data", type=Path, required=True, help="the training set it was trained on")
+    fit.add_argument("--out", type=Path, required=True, help="checkpoint to write")
+    fit.add_argument("--head", choices=("mixture", "softmax"), help="head kind (default: mixture)")
+    fit.add_argument("--bins", type=positive_int, help="bins of the p(z) grid (default 200)")
+    fit.add_argument(
+        "--copies", type=positive_int,
+        help="augmented copies of each training galaxy (default: the network's copies per epoch)",
+    )  # fmt: skip
+    fit.add_argument("--epochs", type=positive_int, default=200, help="maximum epochs (200)")
+    fit.add_argument("--patience", type=positive_int, default=10, help="early stopping (10)")
+    fit.add_argument("--seed", type=int, default=0, help="seed of the head and augmentation (0)")
+    fit.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
+    fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    fit.set_defaults(func=main_fit)
     return parser
 
 
@@ -123,6 +148,37 @@ def main_export(args: argparse.Namespace) -> int:
     )
     write_qp(ensemble, args.out)
     print(f"{args.out}: {ensemble.npdf} p(z) of z_{args.model} (qp.hist, 400 bins, 0 <= z <= 4)")
+    return 0
+
+
+def main_fit(args: argparse.Namespace) -> int:
+    """Run ``csst-photoz pz fit``; prints the head's record and the recalibration."""
+    import torch
+
+    from ..models.pz_head import PzConfig
+    from ..training.pz_fit import fit_pz_head
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    pz = None
+    if args.head is not None or args.bins is not None:
+        pz = PzConfig(kind=args.head or "mixture", bins=args.bins or PzConfig().bins)
+    result = fit_pz_head(
+        args.checkpoint, args.data, args.out, pz=pz, copies=args.copies,
+        max_epochs=args.epochs, patience=args.patience, seed=args.seed,
+        progress=not args.quiet,
+    )  # fmt: skip
+    record = result.record
+    ks = (
+        f"; validation PIT KS {result.pit_ks_before:.3f} -> {result.pit_ks_after:.3f}"
+        if result.pit_ks_before is not None and result.pit_ks_after is not None
+        else "; too few validation galaxies to recalibrate"
+    )
+    print(
+        f"{result.path}: p(z) head fitted on {record.galaxies} galaxies x {record.copies} "
+        f"copies, best epoch {record.best_epoch}/{record.epochs}, validation loss "
+        f"{record.validation_loss:.4f}{ks}"
+    )
     return 0
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "drop_bands",
     "epoch_generator",
     "realise_fluxes",
+    "with_band_dropout",
 ]
 
 DihedralMode = Literal["none", "cycle", "random"]
@@ -84,6 +85,25 @@ class AugmentPlan:
     def for_kind(cls, kind: str | Recipe, config: TrainingConfig) -> AugmentPlan:
         """The paper's augmentation of network ``kind``: ``recipe(kind).augmentation(config)``."""
         return recipe(kind).augmentation(config)
+
+
+def with_band_dropout(plan: AugmentPlan, model: object, probability: float) -> AugmentPlan:
+    """``plan`` with band dropout where it applies: flux noise and missing-band indicators.
+
+    Parameters
+    ----------
+    plan
+        The network's augmentation (:meth:`Recipe.augmentation`).
+    model
+        The network; only one whose flux features have ``missing = "indicator"`` learns from
+        bands removed at random.
+    probability
+        The dropout probability (``TrainingConfig.band_dropout``).
+    """
+    features = getattr(model, "features", None)
+    if not plan.flux_noise or getattr(features, "missing", None) != "indicator":
+        return plan
+    return replace(plan, band_dropout=probability)
 
 
 def epoch_generator(

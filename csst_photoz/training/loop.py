@@ -55,7 +55,7 @@ from ..models.base import config_to_dict
 from ..models.domain import fit_domain
 from ..models.precision import bf16_autocast
 from ..models.pz_head import pz_loss
-from .augment import AugmentPlan, augment_batch, epoch_generator
+from .augment import augment_batch, epoch_generator, with_band_dropout
 from .batches import TensorSet, epoch_batches, n_epoch_batches
 from .build import training_metadata
 from .calibrate import calibrate_model
@@ -165,7 +165,7 @@ class _Run:
         self.data, self.split, self.config = data, split, config
         self.paths, self.ctx = paths, context
         self.schedule: Schedule = recipe.schedule(config)
-        self.plan = _with_band_dropout(recipe.augmentation(config), model, config.band_dropout)
+        self.plan = with_band_dropout(recipe.augmentation(config), model, config.band_dropout)
         self.autocast = partial(bf16_autocast, context.device, config.mixed_precision)
         self.module = model.to(context.device)
         self.model = context.wrap(self.module)
@@ -398,14 +398,6 @@ class _Run:
             history=read_log(self.paths.log) if self.ctx.is_main else [],
             sigma_calibration=record,
         )
-
-
-def _with_band_dropout(plan: AugmentPlan, model: PhotoZModel, probability: float) -> AugmentPlan:
-    """``plan`` with band dropout where it applies: flux noise and missing-band indicators."""
-    features = getattr(model, "features", None)
-    if not plan.flux_noise or getattr(features, "missing", None) != "indicator":
-        return plan
-    return dataclasses.replace(plan, band_dropout=probability)
 
 
 def _fit_domain(model: PhotoZModel, train: TensorSet, seed: int) -> DomainReference:

@@ -62,6 +62,7 @@ __all__ = [
     "METADATA_KEY",
     "PredictionError",
     "add_predict_arguments",
+    "checkpoint_training_set",
     "main",
     "predict_split",
     "predict_table",
@@ -191,6 +192,51 @@ def _check_split(loaded: Sequence[_Loaded], data: Any) -> Any:
                 f"{info.seed}) than {reference.path}; predict them separately"
             )
     return split
+
+
+def checkpoint_training_set(
+    checkpoint: str | os.PathLike[str], data: str | os.PathLike[str]
+) -> tuple[Any, Any, Any]:
+    """A checkpoint's network, its training set and its split, checked against each other.
+
+    Parameters
+    ----------
+    checkpoint
+        A checkpoint written by ``train_model``.
+    data
+        The training set it was trained on (loaded with the inputs the network reads, stamps
+        centre-cropped to the recorded ``stamp_size``).
+
+    Returns
+    -------
+    model : PhotoZModel
+        The network, with its metadata.
+    dataset : TrainingSet
+        The training set.
+    split : Split
+        The train / validation / test split redrawn from the recorded seed and fractions.
+
+    Raises
+    ------
+    PredictionError
+        If the checkpoint records no training, reads other bands, or was trained on other
+        data (hash) or another split (fingerprint).
+    """
+    from .config import TrainingConfig
+    from .data import load_training_set
+
+    (item,) = _load_checkpoints([checkpoint])
+    columns = _columns_of([item])
+    stamp_size = TrainingConfig.model_validate(item.training.config).stamp_size
+    dataset = load_training_set(
+        data, columns=columns, stamps="stamps" in item.model.input_names, stamp_size=stamp_size
+    )
+    if tuple(item.model.bands) != tuple(dataset.bands):
+        raise PredictionError(
+            f"{item.path}: bands {list(item.model.bands)} differ from the data's "
+            f"{list(dataset.bands)}"
+        )
+    return item.model, dataset, _check_split([item], dataset)
 
 
 def _stamps_for(item: _Loaded, data: Any, table_rows: np.ndarray, cache: dict[int, Any]) -> Any:

@@ -1,0 +1,123 @@
+"""``fit_pz_head`` / ``csst-photoz pz fit``: a p(z) head for a trained network, nothing else
+changed; the head learns; its record and recalibration are saved; other data is refused."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from csst_photoz.cli import main as cli_main
+from csst_photoz.models import load_model, read_metadata
+from csst_photoz.training import train_model
+from csst_photoz.training.predict import PredictionError
+from csst_photoz.training.pz_fit import fit_pz_head
+
+_TRAINED: dict[str, tuple] = {}
+
+
+def _trained(kind, tmp_path_factory, write_folder, fast_config):
+    """A folder and a network of ``kind`` trained on it without a p(z) head (once per module)."""
+    if kind not in _TRAINED:
+        root = tmp_path_factory.mktemp(f"pzfit_{kind}")
+        n = 1500 if kind == "mlp" else 200
+        folder = write_folder(root / "set", n=n, size=40, seed=3)
+        config = fast_config.with_updates(max_epochs=1, pz_head="none", batch_size=256)
+        best = train_model(kind, folder, config, root / f"{kind}.pt").paths.best
+        _TRAINED[kind] = (folder, best)
+    return _TRAINED[kind]
+
+
+def _inputs(model, n, rng):
+    fluxes = np.abs(rng.normal(400.0, 200.0, (n, len(model.bands))))
+    errors = np.full_like(fluxes, 10.0)
+    stamps = None
+    if "stamps" in model.input_names:
+        stamps = rng.normal(0.0, 10.0, (n, len(model.bands), 32, 32)).astype(np.float32)
+    return fluxes, errors, stamps
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_head_is_added_and_nothing_else_changes(
+    kind, tmp_path, tmp_path_factory, write_folder, fast_config
+):
+    folder, checkpoint = _trained(kind, tmp_path_factory, write_folder, fast_config)
+    before = load_model(checkpoint)
+    assert before.pz_config is None
+    result = fit_pz_head(checkpoint, folder, tmp_path / "pz.pt", max_epochs=3, progress=False)
+    after = load_model(result.path)
+    assert after.pz_config is not None and after.pz_config.kind == "mixture"
+
+    # every weight of the network is the checkpoint's; only the head is new
+    old, new = before.state_dict(), after.state_dict()
+    assert {k for k in new if not k.startswith("pz_head.")} == set(old)
+    for name, tensor in old.items():
+        assert torch.equal(tensor, new[name]), name
+    # the point estimate, its error and the flag are bit for bit the checkpoint's
+    fluxes, errors, stamps = _inputs(before, 50, np.random.default_rng(5))
+    a = before.predict(fluxes, errors, stamps)
+    b = after.predict(fluxes, errors, stamps)
+    np.testing.assert_array_equal(a.z, b.z)
+    np.testing.assert_array_equal(a.z_err, b.z_err)
+    np.testing.assert_array_equal(a.flag, b.flag)
+    assert a.pz is None
+    assert b.pz.shape == (50, after.pz_config.bins)
+    np.testing.assert_allclose(b.pz.sum(axis=1), 1.0, rtol=1e-5)
+
+    # the record says how, and the rest of the metadata is the checkpoint's
+    meta, old_meta = read_metadata(result.path), read_metadata(checkpoint)
+    fit = meta.pz.head_fit
+    assert fit is not None and fit.data_hash == old_meta.training.data_hash
+    assert fit.galaxies == old_meta.training.split.n_train
+    assert fit.copies == old_meta.training.augmentation["copies"]
+    assert 1 <= fit.best_epoch <= fit.epochs <= 3
+    assert fit.validation_loss == min(h["val_loss"] for h in result.history)
+    assert meta.training == old_meta.training
+    assert meta.validation_metrics == old_meta.validation_metrics
+    assert meta.sigma_calibration.scale == pytest.approx(old_meta.sigma_calibration.scale)
+
+
+def test_head_learns_and_is_recalibrated(tmp_path, tmp_path_factory, write_folder, fast_config):
+    folder, checkpoint = _trained("mlp", tmp_path_factory, write_folder, fast_config)
+    result = fit_pz_head(
+        checkpoint, folder, tmp_path / "pz.pt", max_epochs=40, batch_size=128,
+        learning_rate=3e-3, progress=False,
+    )  # fmt: skip
+    # the folder's redshifts are uniform on [0.1, 3] whatever the fluxes: the best density has
+    # NLL log(2.9) = 1.065; a uniform density on the grid [0, 4] has log(4) = 1.386
+    assert result.record.validation_loss < math.log(4.0) - 0.15
+    meta = read_metadata(result.path)
+    calibration = meta.pz.calibration
+    assert calibration is not None and calibration.split == "validation"
+    assert calibration.galaxies == meta.training.split.n_validation
+    assert result.pit_ks_after <= result.pit_ks_before
+
+
+def test_refits_are_reproducible_and_replace_the_head(
+    tmp_path, tmp_path_factory, write_folder, fast_config
+):
+    folder, checkpoint = _trained("mlp", tmp_path_factory, write_folder, fast_config)
+    first = fit_pz_head(checkpoint, folder, tmp_path / "a.pt", max_epochs=2, progress=False)
+    again = fit_pz_head(first.path, folder, tmp_path / "b.pt", max_epochs=2, progress=False)
+    a, b = load_model(first.path).state_dict(), load_model(again.path).state_dict()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_other_data_is_refused(tmp_path, tmp_path_factory, write_folder, fast_config):
+    _, checkpoint = _trained("mlp", tmp_path_factory, write_folder, fast_config)
+    other = write_folder(tmp_path / "other", n=1500, size=40, seed=4)
+    with pytest.raises(PredictionError, match="trained on other data"):
+        fit_pz_head(checkpoint, other, tmp_path / "pz.pt", max_epochs=1, progress=False)
+    assert not (tmp_path / "pz.pt").exists()
+
+
+def test_cli(tmp_path, tmp_path_factory, write_folder, fast_config, capsys):
+    folder, checkpoint = _trained("mlp", tmp_path_factory, write_folder, fast_config)
+    out = tmp_path / "pz.pt"
+    argv = ["pz", "fit", "--checkpoint", str(checkpoint), "--data", str(folder), "--out",
+            str(out), "--head", "softmax", "--bins", "50", "--epochs", "2", "--quiet"]  # fmt: skip
+    assert cli_main(argv) == 0
+    assert "p(z) head fitted on" in capsys.readouterr().out
+    model = load_model(out)
+    assert model.pz_config.kind == "softmax" and model.pz_config.bins == 50
