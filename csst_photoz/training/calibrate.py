@@ -17,7 +17,8 @@ calibration on galaxies it was not fitted on.
 * `calibrate_model`: `~csst_photoz.training.train_model` calibrates its best model on the
   validation tensors it holds before it writes the checkpoint (``calibrate=True``);
 * `calibrate_checkpoint` (``csst-photoz calibrate``): an existing checkpoint, on its validation
-  split redrawn from the seed and fractions recorded in it, as ``csst-photoz predict`` does.
+  split redrawn from the seed and fractions recorded in it and checked as ``csst-photoz
+  predict`` does; a network with a p(z) head gets its p(z) recalibration refitted too.
 
 ::
 
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ from .. import __version__
 from ..cli_options import positive_int
 from ..metrics import calibration_metrics, coverage_scale
 from ..pz import PzGrid, fit_pz_calibration
+from ..threads import limit_threads
 
 if TYPE_CHECKING:  # torch is imported on first use (``csst-photoz --help``)
     from ..models import PhotoZModel
@@ -169,7 +170,9 @@ def calibrate_checkpoint(
     batch_size: int = 4096,
     n_threads: int | None = 1,
 ) -> dict[str, Any]:
-    """Fit the uncertainty factor of ``checkpoint`` on its validation split and save it.
+    """Refit ``checkpoint``'s uncertainty factor and p(z) recalibration; save the model.
+
+    `calibrate_model` on the galaxies of its validation split.
 
     Parameters
     ----------
@@ -197,28 +200,20 @@ def calibrate_checkpoint(
     ValueError
         If the validation split has no usable galaxy.
     """
-    from ..models import load_model, save_model
-    from .predict import predict_split
+    from ..models import save_model
+    from .batches import TensorSet
+    from .predict import checkpoint_training_set
 
-    model = load_model(checkpoint)
-    domain = model.domain
-    with tempfile.TemporaryDirectory() as folder:  # the network's own, unclamped predictions
-        unclamped = Path(folder) / Path(checkpoint).name
-        model.set_domain(None)
-        save_model(model, unclamped)
-        table = predict_split(
-            [unclamped], data, split="validation", baselines=(), batch_size=batch_size,
-            n_threads=n_threads,
-        )  # fmt: skip
-    model.set_domain(domain)
-    from ..evaluation.columns import model_columns
-
-    ((column, _),) = model_columns(table.column_names, truth_column="redshift").values()
-    z_true = table["redshift"].to_numpy().astype(np.float64)
-    z_pred = table[column].to_numpy().astype(np.float64)
-    raw_sigma = table[f"{column}_err"].to_numpy().astype(np.float64) / model.sigma_scale
-    record = fit_sigma_calibration(z_true, z_pred, raw_sigma, data=str(data))
-    model.set_sigma_calibration(record)
+    model, dataset, split = checkpoint_training_set(checkpoint, data)
+    reads = set(model.input_names)
+    validation = TensorSet.from_training_set(
+        dataset, dataset.positions(split.validation),
+        fluxes="fluxes" in reads, stamps="stamps" in reads,
+    )  # fmt: skip
+    if len(validation) == 0:
+        raise ValueError(f"{dataset.source}: no selected galaxy in the validation split")
+    with limit_threads(n_threads):
+        record = calibrate_model(model, validation, data=str(data), batch_size=batch_size)
     save_model(model, checkpoint if out is None else out)  # keeps the loaded metadata
     return record
 

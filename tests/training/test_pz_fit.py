@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from csst_photoz.cli import main as cli_main
-from csst_photoz.models import load_model, read_metadata
-from csst_photoz.training import train_model
+from csst_photoz.models import load_model, read_metadata, save_model
+from csst_photoz.training import calibrate_checkpoint, train_model
 from csst_photoz.training.predict import PredictionError
 from csst_photoz.training.pz_fit import fit_pz_head
 
@@ -121,3 +121,20 @@ def test_cli(tmp_path, tmp_path_factory, write_folder, fast_config, capsys):
     assert "p(z) head fitted on" in capsys.readouterr().out
     model = load_model(out)
     assert model.pz_config.kind == "softmax" and model.pz_config.bins == 50
+
+
+def test_calibrate_refits_the_pz_recalibration(
+    tmp_path, tmp_path_factory, write_folder, fast_config
+):
+    folder, checkpoint = _trained("mlp", tmp_path_factory, write_folder, fast_config)
+    fitted = fit_pz_head(checkpoint, folder, tmp_path / "pz.pt", max_epochs=2, progress=False)
+    stripped = load_model(fitted.path)
+    stripped.set_pz_calibration(None)
+    save_model(stripped, tmp_path / "stripped.pt")
+    assert read_metadata(tmp_path / "stripped.pt").pz.calibration is None
+    calibrate_checkpoint(tmp_path / "stripped.pt", folder, out=tmp_path / "again.pt")
+    again, original = read_metadata(tmp_path / "again.pt").pz, read_metadata(fitted.path).pz
+    assert again.calibration is not None
+    np.testing.assert_allclose(again.calibration.levels, original.calibration.levels)
+    np.testing.assert_allclose(again.calibration.pit_cdf, original.calibration.pit_cdf)
+    assert again.head_fit == original.head_fit
