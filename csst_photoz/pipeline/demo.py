@@ -61,9 +61,23 @@ class DemoResult:
                 f"{metrics['outlier_fraction']:.2%}, bias {metrics['bias']:+.4f} "
                 f"(n = {metrics['n']})"
             )
+            lines += _pz_lines(metrics)
         lines.append(f"report: {ev.report}")
         lines.append("steps: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items()))
         return "\n".join(lines)
+
+
+def _pz_lines(metrics: dict[str, object]) -> list[str]:
+    """The p(z) and n(z) figures of one model's metrics (none for a model without p(z))."""
+    pz, nz = metrics.get("pz"), metrics.get("nz")
+    if not isinstance(pz, dict) or not isinstance(nz, dict):
+        return []
+    biases = ", ".join(f"{b:.4f}" for b in nz["mean_bias"])
+    return [
+        f"    p(z): PIT KS {pz['pit_ks']:.3f}, coverage 68/95 {pz['coverage_68']:.3f} / "
+        f"{pz['coverage_95']:.3f}, CRPS {pz['crps']:.4f}",
+        f"    n(z) bias |<z>_est - <z>_true| / (1 + <z>_true) per bin: {biases}",
+    ]
 
 
 def run_demo(

@@ -67,3 +67,17 @@ def test_demo_simulates_runs_finalises_and_evaluates(tmp_path, checkpoints):
                      n_workers=1, progress=False)  # fmt: skip
     assert (again.run.tiles_done, again.run.tiles_skipped) == (0, 2)
     assert "z_mlp" in str(again)
+
+
+def test_demo_summary_gives_the_pz_and_nz_figures_of_models_with_pz():
+    from csst_photoz.pipeline.demo import _pz_lines
+
+    metrics = {
+        "sigma_nmad": 0.02,
+        "pz": {"pit_ks": 0.0123, "coverage_68": 0.69, "coverage_95": 0.951, "crps": 0.04567},
+        "nz": {"mean_bias": [0.0012, 0.0234]},
+    }
+    text = "\n".join(_pz_lines(metrics))
+    assert "PIT KS 0.012" in text and "0.690 / 0.951" in text and "CRPS 0.0457" in text
+    assert "per bin: 0.0012, 0.0234" in text
+    assert _pz_lines({"sigma_nmad": 0.02}) == []
