@@ -148,6 +148,7 @@ def connect(
     threads_per_worker: int | None = None,
     memory_limit: str = "auto",
     timeout: float = SCHEDULER_TIMEOUT,
+    gpu_memory: GpuMemoryConfig | None = None,
 ) -> Iterator[Client]:
     """A Dask client for the duration of a ``with`` block.
 
@@ -168,12 +169,15 @@ def connect(
     threads_per_worker
         Threads per local CPU worker; default the measured layout of
         :func:`~csst_photoz.pipeline.cpu_layout.cpu_layout` (one single-threaded worker per
-        core, torch/BLAS pools of one thread). A local GPU cluster shares one RMM pool
-        between CuPy and torch (:mod:`csst_photoz.pipeline.gpu_memory`).
+        core, torch/BLAS pools of one thread).
     memory_limit
         Per-worker memory limit of a local cluster (``"auto"`` or a positive size).
     timeout
         Seconds to wait for a scheduler file to appear, and for a scheduler to answer.
+    gpu_memory
+        The memory pool of a local GPU cluster's workers (``[pipeline.gpu]``; default
+        `GpuMemoryConfig()`: one RMM pool shared by CuPy and torch,
+        :mod:`csst_photoz.pipeline.gpu_memory`).
 
     Raises
     ------
@@ -215,7 +219,7 @@ def connect(
         if n_gpus:
             cluster = LocalCUDACluster(
                 n_workers=n_workers or n_gpus, ip="127.0.0.1", dashboard_address="127.0.0.1:0",
-                **GpuMemoryConfig().cluster_kwargs(),
+                **(gpu_memory or GpuMemoryConfig()).cluster_kwargs(),
             )  # fmt: skip
         else:
             cluster = LocalCluster(

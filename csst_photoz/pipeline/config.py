@@ -10,6 +10,9 @@ recorded in every output partition's schema metadata, and loads from the ``[pipe
     threads = 1        # torch threads per CPU worker (older name: torch_threads)
     retries = 3
 
+    [pipeline.gpu]     # the RMM pool GPU workers share between CuPy and torch
+    rmm_pool_size = 0.5
+
     [photometry]       # also accepted as [pipeline.photometry]
     kron_factor = 2.5
 """
@@ -24,6 +27,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from ..config_files import format_validation_error, read_sections
 from ..photometry import PhotometryConfig
+from .gpu_memory import GpuMemoryConfig
 
 __all__ = [
     "CPU_BATCH_SIZE",
@@ -40,7 +44,9 @@ CUDA_BATCH_SIZE = 4096
 
 #: Settings that change how a run is scheduled, not what it writes (a rerun may change them,
 #: e.g. resuming a CPU run on GPU workers): left out of the run's recorded identity.
-SCHEDULING_KEYS = frozenset({"device", "batch_size", "torch_threads", "retries", "max_in_flight"})
+SCHEDULING_KEYS = frozenset(
+    {"device", "batch_size", "torch_threads", "retries", "max_in_flight", "gpu"}
+)
 
 
 class PipelineConfig(BaseModel):
@@ -72,6 +78,12 @@ class PipelineConfig(BaseModel):
         Dask retries of a tile task (a worker that dies mid-tile; bad data is not retried).
     max_in_flight
         Tiles submitted at once (default: twice the worker threads); bounds the graph size.
+    gpu
+        The RMM pool of GPU workers (``[pipeline.gpu]``,
+        :class:`~csst_photoz.pipeline.gpu_memory.GpuMemoryConfig`), used where the cluster
+        starts (:func:`~csst_photoz.pipeline.cluster.connect`, the job script). It changes no
+        row, so it is left out of the dumped settings (``run.json``, the partitions' metadata,
+        the settings sent to workers).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -84,6 +96,7 @@ class PipelineConfig(BaseModel):
     stamp_seed: int = 0
     retries: int = Field(2, ge=0)
     max_in_flight: int | None = Field(None, ge=1)
+    gpu: GpuMemoryConfig = Field(GpuMemoryConfig(), exclude=True)
 
     def inference_batch_size(self, device: str) -> int:
         """Sources per forward pass on ``device`` (``"cpu"`` or ``"cuda"``)."""

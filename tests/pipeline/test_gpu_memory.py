@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from csst_photoz.pipeline.config import PipelineConfig
 from csst_photoz.pipeline.gpu_memory import (
     DeviceMemoryError,
     GpuMemoryConfig,
@@ -19,40 +20,47 @@ def test_cluster_kwargs_share_one_pool_between_cupy_and_torch():
         "rmm_managed_memory": False,
         "rmm_allocator_external_lib_list": ["cupy", "torch"],
     }
+    assert PipelineConfig().gpu == GpuMemoryConfig()  # the defaults of [pipeline.gpu]
 
 
-def test_sizes_in_bytes_and_strings_pass_through_and_no_maximum_is_left_out():
-    kwargs = GpuMemoryConfig(pool_size="40GB", maximum_pool_size=None).cluster_kwargs()
-    assert kwargs["rmm_pool_size"] == "40GB"
-    assert "rmm_maximum_pool_size" not in kwargs
-    assert (
-        GpuMemoryConfig(pool_size=2**30, maximum_pool_size=2**31).cluster_kwargs()[
-            "rmm_maximum_pool_size"
-        ]
-        == 2**31
-    )
+def test_sizes_in_bytes_and_strings_pass_through():
+    kwargs = GpuMemoryConfig(rmm_pool_size="40GB", rmm_maximum_pool_size="70 GiB").cluster_kwargs()
+    assert (kwargs["rmm_pool_size"], kwargs["rmm_maximum_pool_size"]) == ("40GB", "70 GiB")
+    kwargs = GpuMemoryConfig(rmm_pool_size=2**30, rmm_maximum_pool_size=2**31).cluster_kwargs()
+    assert (kwargs["rmm_pool_size"], kwargs["rmm_maximum_pool_size"]) == (2**30, 2**31)
+    assert type(kwargs["rmm_pool_size"]) is int  # bytes stay bytes (a float is a fraction)
 
 
-def test_worker_cli_args_match_the_cluster_kwargs():
-    args = GpuMemoryConfig(pool_size="30GB", maximum_pool_size="70GB").worker_cli_args()
+def test_the_off_switch_leaves_each_library_its_own_allocator():
+    off = GpuMemoryConfig(rmm_pool=False)
+    assert off.cluster_kwargs() == {} and off.worker_cli_args() == []
+
+
+def test_worker_cli_args_are_dask_cuda_workers_options_for_the_same_pool():
+    args = GpuMemoryConfig(rmm_pool_size="30GB", rmm_maximum_pool_size="70GB").worker_cli_args()
     assert args == [
         "--rmm-pool-size", "30GB", "--rmm-maximum-pool-size", "70GB",
-        "--rmm-allocator-external-lib-list", "cupy,torch",
+        "--set-rmm-allocator-for-libs", "cupy,torch",
+    ]  # fmt: skip
+    assert GpuMemoryConfig().worker_cli_args()[:4] == [
+        "--rmm-pool-size", "0.5", "--rmm-maximum-pool-size", "0.9",
     ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"pool_size": 0.0}, "pool_size as a fraction"),
-        ({"pool_size": 1.5}, "pool_size as a fraction"),
-        ({"pool_size": -3}, "pool_size in bytes"),
-        ({"pool_size": "lots"}, "pool_size must be"),
-        ({"pool_size": True}, "pool_size must be a size"),
-        ({"maximum_pool_size": "9 parsecs"}, "maximum_pool_size must be"),
-        ({"pool_size": 0.8, "maximum_pool_size": 0.5}, "below pool_size"),
-        ({"external_libs": ("cupy", "jax")}, "external_libs"),
-        ({"external_libs": ()}, "external_libs"),
+        ({"rmm_pool_size": 0.0}, "rmm_pool_size as a fraction"),
+        ({"rmm_pool_size": 1.5}, "rmm_pool_size as a fraction"),
+        ({"rmm_pool_size": -3}, "rmm_pool_size -3 is -3 bytes, below 1 MiB"),
+        ({"rmm_pool_size": 1}, "rmm_pool_size 1 is 1 bytes, below 1 MiB.*decimal point"),
+        ({"rmm_pool_size": "lots"}, "rmm_pool_size must be a fraction"),
+        ({"rmm_pool_size": True}, "rmm_pool_size must be a size"),
+        ({"rmm_pool_size": [1]}, "rmm_pool_size must be a size"),
+        ({"rmm_maximum_pool_size": "9 parsecs"}, "rmm_maximum_pool_size must be"),
+        ({"rmm_pool_size": 0.8, "rmm_maximum_pool_size": 0.5}, "below rmm_pool_size"),
+        ({"rmm_pool_size": "40GB", "rmm_maximum_pool_size": 2**30}, "below rmm_pool_size"),
+        ({"pool_size": 0.5}, "pool_size"),
     ],
 )
 def test_invalid_settings_are_refused_naming_the_setting(settings, message):
@@ -116,7 +124,7 @@ def test_torch_oom_under_the_rmm_pool_names_the_tile_on_a_gpu_worker():
     from dask_cuda import LocalCUDACluster
     from distributed import Client
 
-    pool = GpuMemoryConfig(pool_size="1GB", maximum_pool_size="2GB")
+    pool = GpuMemoryConfig(rmm_pool_size="1GB", rmm_maximum_pool_size="2GB")
     with (
         LocalCUDACluster(n_workers=1, ip="127.0.0.1", dashboard_address=":0",
                          **pool.cluster_kwargs()) as cluster,
