@@ -1,13 +1,16 @@
 """The phases of the GPU device check (``benchmarks/gpu_check.py`` runs each in its own process).
 
 Usage: python benchmarks/gpu_check_phases.py PHASE --work DIR [--dry-run] [--tiles N]
-       [--deadline EPOCH_SECONDS]
+       [--set SECTION.KEY=VALUE ...]
 
 Each phase writes ``DIR/<phase>.json`` and prints what it measured. Phases: ``environment``
-(device, driver, versions), ``tiles`` (fast realistic full tiles as zarr stores),
-``photometry`` (CuPy against NumPy per stage, stamps/s), ``inference`` (galaxies/s per network
-in fp32 and bf16 at batch 4096), ``pipeline`` (``csst_photoz.run`` on a ``LocalCUDACluster``
-with the shared RMM pool). ``--dry-run`` does the same on the CPU with small sizes.
+(device, driver, versions, where each package is imported from), ``tiles`` (fast realistic
+full tiles as zarr stores), ``photometry`` (CuPy with its window cap and with the CPU's, against
+NumPy per stage, stamps/s), ``inference`` (galaxies/s per network in fp32 and bf16 at batch
+4096; on synthetic inputs if the photometry left none), ``pipeline`` (``csst_photoz.run``
+through ``connect``: a ``LocalCUDACluster`` with the RMM pool of ``[pipeline.gpu]``). The
+settings are the package defaults with the ``--set`` overrides, as ``csst-photoz run --set``
+takes them. ``--dry-run`` does the same on the CPU with small sizes.
 
 Tiles: each is a GalSim-rendered patch (the package's own simulator, ``simulate_tile``, default
 population, noise and PSFs) mirror-tiled (``numpy.pad(mode="symmetric")``) to the full size.
@@ -87,6 +90,13 @@ def _tile_paths(work: Path) -> list[Path]:
     return sorted((work / "tiles").glob("tile_*.zarr"))
 
 
+def _project(args: argparse.Namespace) -> Any:
+    """The package's settings with the ``--set`` overrides (``csst-photoz run --set``)."""
+    from csst_photoz.project_config import load_project_config
+
+    return load_project_config(overrides=args.set)
+
+
 # --------------------------------------------------------------------------- environment
 
 
@@ -119,6 +129,14 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
         result["nvidia_smi"] = dict(zip(query.split(","), fields, strict=False))
     except (OSError, subprocess.SubprocessError) as error:
         result["nvidia_smi"] = f"not available: {error}"
+    result["python_path"] = sys.path[:4]
+    result["module_files"] = {}
+    for module in ("csst_photoz", "dask", "distributed", "zarr", "galsim", "sep", "astropy",
+                   "pydantic", "dask_cuda", "rmm", "cupy", "torch"):  # fmt: skip
+        try:
+            result["module_files"][module] = __import__(module).__file__
+        except Exception as error:  # a report: say what failed (rmm without a GPU, ...)
+            result["module_files"][module] = f"not importable: {type(error).__name__}: {error}"
     import torch
 
     result["torch_cuda"] = torch.version.cuda
@@ -225,14 +243,16 @@ def _crop(tile: Any, ny: int, nx: int) -> Any:
     )
 
 
-#: A window batch cap for GPUs (64 Mpix per plane, 256 MB): the Kron stage's launches stop
-#: growing with the tile (benchmarks/results/launch_budget_max_window_67108864.md).
-GPU_MAX_WINDOW_PIXELS = 1 << 26
-
-
 def _measure(tile: Any, xp: ModuleType, config: Any = None) -> tuple[Any, dict[str, float], float]:
+    """One timed ``measure_tile``; on NumPy of a copy of the tile (made before the clock
+    starts): ``measure_tile`` may subtract the background in the caller's float32 stack (a
+    view of it counts as its own copy), which would change every later measurement."""
+    from dataclasses import replace
+
     from csst_photoz.photometry import measure_tile
 
+    if xp is np:
+        tile = replace(tile, image=tile.image.copy(), variance=tile.variance.copy())
     clock = StageClock(xp)
     _sync(xp)
     start = time.perf_counter()
@@ -253,6 +273,32 @@ def _stamps_per_s(result: Any, xp: ModuleType, repeats: int) -> dict[str, Any]:
         seconds.append(time.perf_counter() - start)
     median = statistics.median(seconds[1:])
     return {"stamps": n, "median_s": median, "stamps_per_s": n / median if median else 0.0}
+
+
+def _agreement(table: Any, other: Any) -> dict[str, Any]:
+    """How far two catalogues of one tile differ: rows, and the largest relative difference
+    of a float column (NaN where both are NaN counts as equal). Differences are relative to
+    the larger of the two values, or to the column's median absolute value if that is larger
+    (a flux near 0 that moves by a rounding error is not a large change)."""
+    if table.num_rows != other.num_rows or table.column_names != other.column_names:
+        return {"same_rows": False, "rows": [table.num_rows, other.num_rows]}
+    worst, column = 0.0, None
+    for name in table.column_names:
+        a, b = table[name].to_numpy(), other[name].to_numpy()
+        if a.dtype.kind != "f":
+            if not np.array_equal(a, b):
+                return {"same_rows": True, "differs": name, "max_rel_diff": float("inf")}
+            continue
+        both = np.isfinite(a) & np.isfinite(b)
+        if not np.array_equal(np.isfinite(a), np.isfinite(b)):
+            return {"same_rows": True, "differs": name, "max_rel_diff": float("inf")}
+        if both.any():
+            typical = float(np.median(np.abs(a[both])))
+            scale = np.maximum(np.maximum(np.abs(a[both]), np.abs(b[both])), typical)
+            rel = np.abs(a[both] - b[both]) / np.where(scale > 0, scale, 1)
+            if float(rel.max()) > worst:
+                worst, column = float(rel.max()), name
+    return {"same_rows": True, "max_rel_diff": worst, "column": column}
 
 
 def _save_inference_inputs(work: Path, measured: Any) -> None:
@@ -279,10 +325,16 @@ def photometry(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"{args.work / 'tiles'}: no tiles (the tiles phase did not run)")
     tile = read_tile_zarr(paths[0])
     ny, nx = tile.shape
-    result: dict[str, Any] = {"tile": str(paths[0]), "shape": [ny, nx], "device": xp.__name__}
-    _, _, whole = _measure(tile, xp)  # warm-up: CuPy compiles its kernels here
+    config = _project(args).photometry
+    on_gpu = xp is not np
+    result: dict[str, Any] = {
+        "tile": str(paths[0]), "shape": [ny, nx], "device": xp.__name__,
+        "max_window_pixels": config.window_pixels(on_gpu),
+        "max_window_pixels_key": "max_window_pixels_gpu" if on_gpu else "max_window_pixels",
+    }  # fmt: skip
+    _, _, whole = _measure(tile, xp, config)  # warm-up: CuPy compiles its kernels here
     result["first_call_s"] = whole
-    runs = [_measure(tile, xp) for _ in range(2 if not args.dry_run else 1)]
+    runs = [_measure(tile, xp, config) for _ in range(2 if not args.dry_run else 1)]
     best = min(runs, key=lambda run: run[2])
     result["full_tile"] = {
         "sources": best[0].table.num_rows,
@@ -292,19 +344,22 @@ def photometry(args: argparse.Namespace) -> dict[str, Any]:
     }
     result["stamps"] = _stamps_per_s(best[0], xp, repeats=3)
     _save_inference_inputs(args.work, best[0])
-    from csst_photoz.photometry import PhotometryConfig
-
-    large = PhotometryConfig(max_window_pixels=GPU_MAX_WINDOW_PIXELS)
-    measured, stage_s, seconds = _measure(tile, xp, large)
-    result["full_tile_max_window_64M"] = {
-        "max_window_pixels": GPU_MAX_WINDOW_PIXELS, "sources": measured.table.num_rows,
-        "seconds": seconds, "stages_s": stage_s,
-    }  # fmt: skip
     _write(args.work, "photometry", result)  # a partial result, should the rest overrun
+    # the other backend's window cap on this one: what the backend's own default gains, and
+    # that the values agree (the cap only batches the work)
+    other_cap = config.max_window_pixels if on_gpu else config.max_window_pixels_gpu
+    other = config.model_copy(update={result["max_window_pixels_key"]: other_cap})
+    measured, stage_s, seconds = _measure(tile, xp, other)
+    result["full_tile_other_window_cap"] = {
+        "max_window_pixels": other_cap, "sources": measured.table.num_rows,
+        "seconds": seconds, "stages_s": stage_s,
+        "agreement": _agreement(best[0].table, measured.table),
+    }  # fmt: skip
+    _write(args.work, "photometry", result)
     quarter = _crop(tile, ny // 2, nx // 2)
     result["quarter_tile"] = {"shape": [ny // 2, nx // 2], "pixel_share": 0.25}
     for name, module in (("numpy", np), (xp.__name__, xp)):
-        measured, stage_s, seconds = _measure(quarter, module)
+        measured, stage_s, seconds = _measure(quarter, module, config)
         result["quarter_tile"][name] = {
             "sources": measured.table.num_rows, "seconds": seconds, "stages_s": stage_s,
         }  # fmt: skip
@@ -356,6 +411,29 @@ def _inference_call(
     return call
 
 
+def _inference_inputs(work: Path, refs: list[Any]) -> tuple[dict[str, np.ndarray], str]:
+    """The measured tile's fluxes and stamps, or, if the photometry phase left none (it failed
+    or found nothing), synthetic ones of the same shapes: the speed of the networks does not
+    depend on the values."""
+    path = work / "inference_inputs.npz"
+    if path.is_file():
+        saved = dict(np.load(path))
+        if saved["stamps"].shape[0]:
+            return saved, f"measured ({path.name}: {saved['stamps'].shape[0]} sources)"
+    from csst_photoz.constants import CSST_BANDS
+    from csst_photoz.photometry import PhotometryConfig
+
+    rng = np.random.default_rng(0)
+    n, size = 512, PhotometryConfig().stamp_size
+    synthetic = {"stamps": rng.normal(0.0, 1.0, (n, len(CSST_BANDS), size, size))}
+    for ref in refs:
+        for flux, error in zip(ref.flux_columns, ref.error_columns, strict=False):
+            synthetic[f"col:{flux}"] = rng.lognormal(7.0, 1.0, n)
+            synthetic[f"col:{error}"] = 0.1 * synthetic[f"col:{flux}"]
+    synthetic["stamps"] = synthetic["stamps"].astype(np.float32)
+    return synthetic, f"synthetic ({path.name} missing or empty: the photometry step failed)"
+
+
 def inference(args: argparse.Namespace) -> dict[str, Any]:
     """Galaxies/s of each shipped network through ``predict_catalog`` in fp32 and bf16."""
     from csst_photoz.models import load_model
@@ -364,14 +442,13 @@ def inference(args: argparse.Namespace) -> dict[str, Any]:
     device = "cpu" if args.dry_run else "cuda"
     xp = _xp(args.dry_run)
     batch = DRY_BATCH if args.dry_run else INFERENCE_BATCH
-    saved = np.load(args.work / "inference_inputs.npz")
+    refs = resolve_checkpoints(None)
+    saved, inputs = _inference_inputs(args.work, refs)
     n = saved["stamps"].shape[0]
-    if n == 0:
-        raise SystemExit("no sources were measured on the tile: no inference inputs")
     index = np.resize(np.arange(n), batch)
     stamps = xp.asarray(saved["stamps"][index])
-    result: dict[str, Any] = {"device": device, "batch": batch, "networks": {}}
-    for ref in resolve_checkpoints(None):
+    result: dict[str, Any] = {"device": device, "batch": batch, "inputs": inputs, "networks": {}}
+    for ref in refs:
         model = load_model(ref.path, map_location=device)
         fluxes = np.stack([saved[f"col:{c}"][index] for c in ref.flux_columns], axis=1) if (
             ref.flux_columns) else np.zeros((batch, 0))  # fmt: skip
@@ -417,42 +494,36 @@ def _pool_report() -> dict[str, str]:
 
 
 def pipeline(args: argparse.Namespace) -> dict[str, Any]:
-    """``csst_photoz.run`` over the tiles on one GPU worker (dry: one CPU worker)."""
-    from distributed import Client, LocalCluster
-
+    """``csst_photoz.run`` over the tiles on one GPU worker (dry: one CPU worker), on the
+    cluster :func:`~csst_photoz.pipeline.cluster.connect` starts with the ``[pipeline.gpu]``
+    pool, as ``csst-photoz run`` does."""
     from csst_photoz.constants import CSST_BANDS
-    from csst_photoz.pipeline import PipelineConfig, resolve_checkpoints, run
-    from csst_photoz.pipeline.gpu_memory import GpuMemoryConfig
+    from csst_photoz.pipeline import resolve_checkpoints, run
+    from csst_photoz.pipeline.cluster import connect
     from csst_photoz.pipeline.tile_task import TileJob, prepare_worker
 
     paths = [str(p) for p in _tile_paths(args.work)]
     if not paths:
         raise SystemExit(f"{args.work / 'tiles'}: no tiles (the tiles phase did not run)")
     device = "cpu" if args.dry_run else "cuda"
-    config = PipelineConfig(device=device)
-    result: dict[str, Any] = {"device": device, "tiles": len(paths)}
-    if args.dry_run:
-        cluster = LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None,
-        )  # fmt: skip
-        result["cluster"] = "LocalCluster(n_workers=1, threads_per_worker=1)"
-    else:
-        from dask_cuda import LocalCUDACluster
-
-        pool = GpuMemoryConfig()
-        cluster = LocalCUDACluster(
-            n_workers=1, ip="127.0.0.1", dashboard_address=None, **pool.cluster_kwargs()
-        )
-        result["cluster"] = f"LocalCUDACluster(n_workers=1, **{pool.cluster_kwargs()})"
-    with cluster, Client(cluster) as client:
+    config = _project(args).pipeline.model_copy(update={"device": device})
+    pool = config.gpu
+    result: dict[str, Any] = {
+        "device": device, "tiles": len(paths), "gpu_pool": pool.model_dump(),
+        "gpu_pool_cluster_kwargs": pool.cluster_kwargs(),
+        "max_window_pixels": config.photometry.window_pixels(not args.dry_run),
+    }  # fmt: skip
+    with connect(n_workers=1, threads_per_worker=1, gpu_memory=pool) as client:
+        cluster = type(client.cluster).__name__
+        result["cluster"] = f"{cluster}(n_workers=1) from connect()"
+        if not args.dry_run and cluster != "LocalCUDACluster":
+            result["warning"] = "connect() did not start a LocalCUDACluster: no dask-cuda or GPU"
         refs = resolve_checkpoints(None)
         job = TileJob("unused", config.model_dump_json(), tuple(refs), tuple(CSST_BANDS))
         start = time.perf_counter()
         result["worker_device"] = list(client.run(prepare_worker, job).values())
         result["prepare_worker_s"] = time.perf_counter() - start
-        if not args.dry_run:
-            result["pool"] = list(client.run(_pool_report).values())
+        result["pool"] = list(client.run(_pool_report).values())
         warm = run(paths[:1], args.work / "run_warm", client=client, config=config,
                    progress=False)  # fmt: skip
         result["warm_up_tile_s"] = warm.wall_seconds
@@ -491,6 +562,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, required=True, help="scratch folder")
     parser.add_argument("--dry-run", action="store_true", help="CPU, small sizes")
     parser.add_argument("--tiles", type=int, default=3, help="tiles to make / run")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="configuration override (as csst-photoz run --set; repeatable)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
