@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -194,13 +194,18 @@ def mirrored_tile(tile_id: int, shape: tuple[int, int], patch: int, seed: int) -
 
 
 def _make_tile(work: Path, tile_id: int, shape: tuple[int, int], patch: int) -> dict[str, Any]:
+    """Render, mirror and write one tile; it appears in ``work/tiles`` only once complete
+    (written under ``tiles/.partial`` and renamed), so a step cut at its timeout leaves
+    whole tiles or none."""
     from csst_photoz.io import write_tile_zarr
     from csst_photoz.io.paths import tile_store_path
 
     start = time.perf_counter()
     tile = mirrored_tile(tile_id, shape, patch, seed=2022 + tile_id)
     made = time.perf_counter()
-    write_tile_zarr(tile, tile_store_path(work / "tiles", tile_id))
+    partial = tile_store_path(work / "tiles" / ".partial", tile_id)
+    write_tile_zarr(tile, partial)
+    os.replace(partial, tile_store_path(work / "tiles", tile_id))
     return {
         "tile_id": tile_id,
         "render_and_mirror_s": made - start,
@@ -210,23 +215,28 @@ def _make_tile(work: Path, tile_id: int, shape: tuple[int, int], patch: int) -> 
 
 
 def tiles(args: argparse.Namespace) -> dict[str, Any]:
-    """Write ``args.tiles`` mirror-tiled tiles into ``work/tiles`` (in parallel processes)."""
+    """Write ``args.tiles`` mirror-tiled tiles into ``work/tiles`` (in parallel processes);
+    the result is rewritten as each tile is done, for a step cut at its timeout."""
     shape, patch = (DRY_SHAPE, DRY_PATCH) if args.dry_run else (FULL_SHAPE, PATCH)
-    (args.work / "tiles").mkdir(parents=True, exist_ok=True)
+    (args.work / "tiles" / ".partial").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    workers = max(1, min(args.tiles, os.cpu_count() or 1))
-    with ProcessPoolExecutor(workers) as pool:
-        made = list(
-            pool.map(_make_tile, [args.work] * args.tiles, range(args.tiles),
-                     [shape] * args.tiles, [patch] * args.tiles)
-        )  # fmt: skip
-    return {
+    result: dict[str, Any] = {
         "generator": f"GalSim {patch}^2 patch per tile, mirror-tiled to {shape[0]} x {shape[1]} "
         "(benchmarks/gpu_check_phases.py: mirrored_tile)",
         "shape": list(shape),
-        "tiles": made,
-        "wall_s": time.perf_counter() - start,
+        "tiles": [],
     }
+    workers = max(1, min(args.tiles, os.cpu_count() or 1))
+    with ProcessPoolExecutor(workers) as pool:
+        futures = [
+            pool.submit(_make_tile, args.work, tile_id, shape, patch)
+            for tile_id in range(args.tiles)
+        ]
+        for future in as_completed(futures):
+            result["tiles"].append(future.result())
+            result["wall_s"] = time.perf_counter() - start
+            _write(args.work, "tiles", result)
+    return result
 
 
 # --------------------------------------------------------------------------- photometry
