@@ -78,9 +78,9 @@ DEFAULT_BAD_BITS = int(
 )
 
 
-#: Settings added after 0.1.0 (issues 18, 20) with the default that keeps 0.1.0's recipe. A record of
-#: settings that leaves them out while they hold these values (`PhotometryConfig.recorded`) still
-#: equals a 0.1.0 run's, so that run resumes.
+#: Settings added after 0.1.0 (issues 18, 20) with the default that keeps 0.1.0's recipe. A
+#: record of settings that leaves them out while they hold these values
+#: (`PhotometryConfig.recorded`) still equals a 0.1.0 run's, so that run resumes.
 ADDED_SINCE_0_1: dict[str, Any] = {
     "detection_weights": "equal",
     "detect_thresh": None,
