@@ -121,15 +121,26 @@ def _load_checkpoints(paths: Sequence[str | os.PathLike[str]]) -> list[_Loaded]:
 
 
 def _declared_template(item: _Loaded, names: Sequence[str]) -> str:
-    """The ``{band}`` template of the column names a checkpoint declares, one per band."""
+    """The ``{band}`` template of the column names a checkpoint declares, one per band.
+
+    The band may stand anywhere in the names (``flux_{band}``, ``mag_{band}_lsst``); where
+    several templates fit every band, the one with ``{band}`` furthest right is taken.
+    """
     bands = item.model.bands
-    templates = {name[: -len(band)] + "{band}" for name, band in zip(names, bands, strict=True)}
-    if len(templates) != 1 or not all(n.endswith(b) for n, b in zip(names, bands, strict=True)):
+    common: set[str] | None = None
+    for name, band in zip(names, bands, strict=True):
+        fits = {
+            name[:i] + "{band}" + name[i + len(band) :]
+            for i in range(len(name) - len(band) + 1)
+            if name.startswith(band, i)
+        }
+        common = fits if common is None else common & fits
+    if not common:
         raise PredictionError(
-            f"{item.path}: declares input columns {list(names)}, not one '<prefix>{{band}}' "
-            "name per band"
+            f"{item.path}: declares input columns {list(names)}, not one name per band that "
+            "differs only by the band ('flux_{band}', 'mag_{band}_lsst', ...)"
         )
-    return templates.pop()
+    return max(common, key=lambda template: template.index("{band}"))
 
 
 def _columns_of(loaded: Sequence[_Loaded]) -> Any:

@@ -1,12 +1,14 @@
 """``predict`` reads the table columns a checkpoint declares, not a hard-coded template."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from csst_photoz.io.checkpoint_metadata import FluxInput, InputDeclaration
 from csst_photoz.models import load_model, save_model
 from csst_photoz.training import load_training_set, split_rows, train_model
-from csst_photoz.training.predict import PredictionError, predict_split
+from csst_photoz.training.predict import PredictionError, _declared_template, predict_split
 
 
 @pytest.fixture
@@ -44,8 +46,20 @@ def test_the_declared_columns_are_read(trained, tmp_path):
     )
 
 
-def test_columns_without_a_band_template_are_refused(trained, tmp_path):
-    folder, _, mlp = trained
-    odd = _declare(mlp, tmp_path / "odd.pt", "{band}_flux", "{band}_flux_err")
-    with pytest.raises(PredictionError, match=r"odd\.pt: declares input columns .*per band"):
-        predict_split([odd], folder, baselines=())
+@pytest.mark.parametrize(
+    ("names", "template"),
+    [
+        (["flux_u", "flux_g", "flux_r"], "flux_{band}"),
+        (["mag_u_lsst", "mag_g_lsst", "mag_r_lsst"], "mag_{band}_lsst"),
+        (["u_gaap", "g_gaap", "r_gaap"], "{band}_gaap"),
+    ],
+)
+def test_declared_template_finds_the_band_anywhere_in_the_names(names, template):
+    item = SimpleNamespace(model=SimpleNamespace(bands=("u", "g", "r")), path="x.pt")
+    assert _declared_template(item, names) == template
+
+
+def test_declared_template_refuses_names_that_do_not_share_one():
+    item = SimpleNamespace(model=SimpleNamespace(bands=("u", "g")), path="x.pt")
+    with pytest.raises(PredictionError, match=r"x\.pt: declares input columns"):
+        _declared_template(item, ["flux_u", "mag_g"])
