@@ -195,13 +195,13 @@ def sum_ellipses(
         index = window_index(x0, y0, batch.size, (ny, nx))
         pixels, inside = gather_windows(images, x0, y0, batch.size, index=index)
         pixel_var, _ = gather_windows(variances, x0, y0, batch.size, index=index)
-        # usable = finite (and valid); checked on the windows, not the whole image
-        ok = None
+        # usable = finite (and valid); checked on the windows, not the whole image. With a
+        # `valid` stack the windows are masked anyway: no host sync to ask whether they need it
+        ok = xp.isfinite(pixels) & xp.isfinite(pixel_var)
         if valid is not None:
-            ok = gather_windows(valid, x0, y0, batch.size, index=index)[0]
-        finite = bool(xp.isfinite(pixels).all()) and bool(xp.isfinite(pixel_var).all())
-        if not finite:
-            ok = xp.isfinite(pixels) & xp.isfinite(pixel_var) & (True if ok is None else ok)
+            ok &= gather_windows(valid, x0, y0, batch.size, index=index)[0]
+        elif bool(ok.all()):
+            ok = None
         if ok is not None:
             pixels = xp.where(ok, pixels, 0.0)
             pixel_var = xp.where(ok, pixel_var, 0.0)

@@ -173,15 +173,16 @@ def _box_statistics(
     blocks = _boxes(xp, values, edges_y, edges_x)
     del values
     blocks.sort(axis=-1)
+    rows = _SortedRows(xp, blocks)
     # invalid pixels sort last, as +inf
     n_valid = _count_below(
-        xp, blocks, xp.full(blocks.shape[:-1], blocks.shape[-1]), xp.inf, inclusive=False
+        rows, xp.full(blocks.shape[:-1], blocks.shape[-1]), xp.inf, inclusive=False
     )
     # work relative to each box's median, so that float32 sums stay accurate
-    centre = _sorted_median(xp, blocks, xp.zeros_like(n_valid), n_valid)
+    centre = _sorted_median(rows, xp.zeros_like(n_valid), n_valid)
     blocks -= centre[..., None]
     median = xp.zeros_like(centre)
-    std = 0.5 * (_quantile(xp, blocks, n_valid, 0.8413) - _quantile(xp, blocks, n_valid, 0.1587))
+    std = 0.5 * (_quantile(rows, n_valid, 0.8413) - _quantile(rows, n_valid, 0.1587))
     # prefix sums of the sorted values: any clipping interval's sums in O(1) per box
     # float32 is enough: the values are relative to the box median (sums of O(sqrt(n)) size).
     # The +inf entries (invalid pixels, sorted last) are never summed: every interval ends at
@@ -190,12 +191,12 @@ def _box_statistics(
     squares = _StridedPrefix(xp, blocks * blocks)
     if iterations == 0:
         low = xp.zeros_like(n_valid)
-        mean, median, std = _interval_stats(xp, blocks, sums, squares, low, n_valid)
+        mean, median, std = _interval_stats(xp, rows, sums, squares, low, n_valid)
     for _ in range(iterations):
         # the values within clip_sigma x std of the median: a contiguous run [low, high)
-        low = _count_below(xp, blocks, n_valid, median - clip_sigma * std, inclusive=False)
-        high = _count_below(xp, blocks, n_valid, median + clip_sigma * std, inclusive=True)
-        mean, median, std = _interval_stats(xp, blocks, sums, squares, low, high)
+        low = _count_below(rows, n_valid, median - clip_sigma * std, inclusive=False)
+        high = _count_below(rows, n_valid, median + clip_sigma * std, inclusive=True)
+        mean, median, std = _interval_stats(xp, rows, sums, squares, low, high)
         std = std / _truncation_factor(clip_sigma)
     crowded = xp.abs(mean - median) >= MODE_CROWDING_LIMIT * std
     mode = xp.where(crowded, median, 2.5 * median - 1.5 * mean)
@@ -218,20 +219,39 @@ def _boxes(xp: Any, values: Any, edges_y: np.ndarray, edges_x: np.ndarray) -> An
     return blocks.reshape(*blocks.shape[:3], -1)
 
 
-def _count_below(xp: Any, values: Any, count: Any, limit: Any, *, inclusive: bool) -> Any:
+class _SortedRows:
+    """Rows sorted along the last axis, and a gather of one entry per row.
+
+    ``take`` is a flat gather at row starts computed once: ``take_along_axis`` builds broadcast
+    index grids in Python on every call, which costs more than the gather itself on a small
+    image (the statistics gather some 150 times per call).
+    """
+
+    def __init__(self, xp: Any, values: Any) -> None:
+        self.xp, self.values = xp, values  # changed in place by the caller: always read anew
+        length = values.shape[-1]
+        self.starts = xp.arange(0, values.size, length, dtype=xp.int64).reshape(values.shape[:-1])
+
+    def take(self, index: Any) -> Any:
+        """``values[..., index]`` for an integer ``index`` of the rows' shape."""
+        return self.xp.take(self.values.reshape(-1), self.starts + index)
+
+
+def _count_below(rows: _SortedRows, count: Any, limit: Any, *, inclusive: bool) -> Any:
     """How many of the first ``count`` entries of each sorted row are < (or <=) ``limit``.
 
     A binary search run on all rows at once: ``log2(row length)`` steps, each a gather of one
     entry per row, instead of comparing every entry of every row.
     """
+    xp, length = rows.xp, rows.values.shape[-1]
     low = xp.zeros_like(count)
     high = count.copy()
-    limit = xp.asarray(limit, dtype=values.dtype)[..., None]
-    for _ in range(max(1, int(values.shape[-1]).bit_length())):
+    limit = xp.asarray(limit, dtype=rows.values.dtype)
+    for _ in range(max(1, int(length).bit_length())):
         middle = (low + high) // 2
-        probe = xp.take_along_axis(values, xp.minimum(middle, values.shape[-1] - 1)[..., None], -1)
+        probe = rows.take(xp.minimum(middle, length - 1))
         below = (probe <= limit) if inclusive else (probe < limit)
-        below = below[..., 0] & (low < high)
+        below = below & (low < high)
         low = xp.where(below, middle + 1, low)
         high = xp.where(below | (low >= high), high, middle)
     return low
@@ -280,37 +300,36 @@ class _StridedPrefix:
 
 
 def _interval_stats(
-    xp: Any, values: Any, sums: Any, squares: Any, low: Any, high: Any
+    xp: Any, rows: _SortedRows, sums: Any, squares: Any, low: Any, high: Any
 ) -> tuple[Any, Any, Any]:
-    """Mean, median and standard deviation of ``values[..., low:high]``.
+    """Mean, median and standard deviation of each row's entries ``low:high``.
 
-    ``values`` is sorted along the last axis; ``sums`` and ``squares`` give the prefix sums of
-    the values and of their squares, so every statistic costs O(1) per box.
+    ``sums`` and ``squares`` give the prefix sums of the sorted rows' values and of their
+    squares, so every statistic costs O(1) per box.
     """
     count = high - low
     safe = xp.maximum(count, 1).astype(xp.float32)
 
     mean = (sums.upto(high) - sums.upto(low)) / safe
     var = xp.maximum((squares.upto(high) - squares.upto(low)) / safe - mean * mean, 0.0)
-    median = _sorted_median(xp, values, low, count)
+    median = _sorted_median(rows, low, count)
     return mean.astype(xp.float32), median, xp.sqrt(var).astype(xp.float32)
 
 
-def _sorted_median(xp: Any, values: Any, first: Any, count: Any) -> Any:
-    """Median of ``values[..., first:first + count]`` (sorted along the last axis); 0 if empty."""
-    last = values.shape[-1] - 1
-    low = xp.clip(first + (count - 1) // 2, 0, last)[..., None]
-    high = xp.clip(first + count // 2, 0, last)[..., None]
-    median = 0.5 * (xp.take_along_axis(values, low, -1) + xp.take_along_axis(values, high, -1))
-    median = median[..., 0]
+def _sorted_median(rows: _SortedRows, first: Any, count: Any) -> Any:
+    """Median of each row's entries ``first:first + count``; 0 if empty."""
+    xp, last = rows.xp, rows.values.shape[-1] - 1
+    low = xp.clip(first + (count - 1) // 2, 0, last)
+    high = xp.clip(first + count // 2, 0, last)
+    median = 0.5 * (rows.take(low) + rows.take(high))
     return xp.where(count > 0, median, 0).astype(xp.float32)
 
 
-def _quantile(xp: Any, values: Any, count: Any, q: float) -> Any:
-    """The ``q`` quantile (nearest rank) of the first ``count`` entries of sorted ``values``."""
-    index = xp.clip((q * (count - 1)).astype(xp.int64), 0, values.shape[-1] - 1)
-    picked = xp.take_along_axis(values, index[..., None], axis=-1)[..., 0]
-    return xp.where(count > 0, picked, 0)
+def _quantile(rows: _SortedRows, count: Any, q: float) -> Any:
+    """The ``q`` quantile (nearest rank) of the first ``count`` entries of each row."""
+    xp = rows.xp
+    index = xp.clip((q * (count - 1)).astype(xp.int64), 0, rows.values.shape[-1] - 1)
+    return xp.where(count > 0, rows.take(index), 0)
 
 
 @lru_cache(maxsize=32)

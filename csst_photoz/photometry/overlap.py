@@ -19,7 +19,10 @@ and sep's exact overlaps.
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+import numpy as np
 
 from .backend import array_module
 
@@ -27,6 +30,14 @@ __all__ = ["ellipse_overlap", "exact_ellipse_overlap"]
 
 _HALF_DIAGONAL = 0.7072  # sqrt(2) / 2 rounded up: the farthest a pixel reaches from its centre
 _ROUND_OFF = 1e-12  # overlaps below this are float64 round-off of zero
+#: A pixel's corners about its centre, counter-clockwise.
+_CORNERS_X = (-0.5, 0.5, 0.5, -0.5)
+_CORNERS_Y = (-0.5, -0.5, 0.5, 0.5)
+#: Up to this many pixels the four edges are evaluated in one call (the stacked temporaries,
+#: 4 x 8 bytes a pixel, stay within 64 kB: larger ones fall out of the caches and, past glibc's
+#: default 128 kB, are each allocated by mmap; measured: 1.7x faster at 300 pixels, 2.5x slower
+#: at 3,000).
+_STACK_EDGES_MAX = 2048
 
 
 def _sector_or_chord(px: Any, py: Any, qx: Any, qy: Any, xp: Any) -> Any:
@@ -77,15 +88,29 @@ def exact_ellipse_overlap(dx: Any, dy: Any, semi_a: Any, semi_b: Any, theta: Any
     """
     xp = array_module(dx, dy)
     cos_t, sin_t = xp.cos(theta), xp.sin(theta)
-    corners = ((-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5))  # counter-clockwise
-    us, vs = [], []
-    for ox, oy in corners:
-        cx, cy = dx + ox, dy + oy
-        us.append((cx * cos_t + cy * sin_t) / semi_a)
-        vs.append((-cx * sin_t + cy * cos_t) / semi_b)
-    area = _sector_or_chord(us[3], vs[3], us[0], vs[0], xp)
-    for k in range(3):
-        area = area + _sector_or_chord(us[k], vs[k], us[k + 1], vs[k + 1], xp)
+
+    def unit_circle(cx: Any, cy: Any) -> tuple[Any, Any]:  # the map that makes the ellipse a circle
+        return (cx * cos_t + cy * sin_t) / semi_a, (-cx * sin_t + cy * cos_t) / semi_b
+
+    # edge k runs from corner k - 1 to corner k (edge 0: from the last corner to the first)
+    size = math.prod(np.broadcast_shapes(np.shape(dx), np.shape(dy)))
+    if xp is not np or size <= _STACK_EDGES_MAX:
+        # the corners on a new leading axis and the four edges in one call: four times fewer
+        # array operations, whose fixed costs dominate few pixels on a CPU and any number on a
+        # GPU (one kernel launch each)
+        shape = (4,) + (1,) * max(xp.ndim(dx), xp.ndim(dy))
+        dtype = xp.result_type(dx, dy)  # float32 pixels stay float32
+        u, v = unit_circle(
+            dx + xp.asarray(_CORNERS_X, dtype=dtype).reshape(shape),
+            dy + xp.asarray(_CORNERS_Y, dtype=dtype).reshape(shape),
+        )
+        edges = _sector_or_chord(xp.roll(u, 1, axis=0), xp.roll(v, 1, axis=0), u, v, xp)
+    else:  # many: corner by corner, so that the temporaries stay small (in the caches)
+        corners = [
+            unit_circle(dx + ox, dy + oy) for ox, oy in zip(_CORNERS_X, _CORNERS_Y, strict=True)
+        ]
+        edges = [_sector_or_chord(*corners[k - 1], *corners[k], xp) for k in range(4)]
+    area = ((edges[0] + edges[1]) + edges[2]) + edges[3]
     area = xp.clip(area * semi_a * semi_b, 0.0, 1.0)
     # round-off leaves ~1e-16 on pixels that only touch the ellipse: they are outside
     return xp.where(area < _ROUND_OFF, 0.0, area)

@@ -7,6 +7,7 @@ import sep
 from csst_photoz.photometry.background import (
     _box_edges,
     _count_below,
+    _SortedRows,
     _spline_weights,
     estimate_background,
     subtract_background,
@@ -160,7 +161,7 @@ def test_batched_binary_search_counts_like_a_comparison(inclusive, length):
     for scale in (0.5, 1.0, 5.0):
         limit = (scale * rng.normal(size=values.shape[:-1])).astype(np.float32)
         limit[1, 0] = 0.0  # exactly on the ties
-        got = _count_below(np, values, count, limit, inclusive=inclusive)
+        got = _count_below(_SortedRows(np, values), count, limit, inclusive=inclusive)
         expected = ((values <= limit[..., None]) if inclusive else (values < limit[..., None])).sum(
             axis=-1
         )

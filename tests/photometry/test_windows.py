@@ -1,10 +1,13 @@
 """Window planning and gathering: coverage of every source, the pixel cap, edges and corners."""
 
+import itertools
+
 import numpy as np
 import pytest
 
 from csst_photoz.photometry.windows import (
     DEFAULT_MAX_WINDOW_PIXELS,
+    DEFAULT_MERGE_PIXELS,
     gather_windows,
     plan_windows,
     window_offsets,
@@ -66,8 +69,8 @@ def test_window_offsets_at_exact_half_pixel_boundaries():
     np.testing.assert_array_equal(dy[:, 3, 0], np.array([0.5, 0.5, 0.5, 0.5, 0.0, -1e-12]))
 
 
-def check_plan(extents, cap):
-    batches = list(plan_windows(extents, max_window_pixels=cap))
+def check_plan(extents, cap, merge_pixels=0):
+    batches = list(plan_windows(extents, max_window_pixels=cap, merge_pixels=merge_pixels))
     rows = np.concatenate([batch.rows for batch in batches])
     np.testing.assert_array_equal(np.sort(rows), np.arange(extents.size))  # each exactly once
     sizes = [batch.size for batch in batches]
@@ -76,7 +79,8 @@ def check_plan(extents, cap):
         assert batch.rows.dtype == np.int64
         assert batch.rows.size >= 1
         for row in batch.rows:
-            assert batch.size == window_size_for(float(extents[row]))
+            own = window_size_for(float(extents[row]))
+            assert batch.size == own if merge_pixels == 0 else batch.size >= own
         assert batch.rows.size * batch.size**2 <= cap or batch.rows.size == 1
     return batches
 
@@ -92,12 +96,13 @@ def test_plan_covers_every_source_once_within_the_pixel_cap():
     )
     rng.shuffle(extents)
     for cap in (1, 500, 5_000, 100_000, DEFAULT_MAX_WINDOW_PIXELS):
-        batches = check_plan(extents, cap)
-        if cap == 1:
-            assert all(batch.rows.size == 1 for batch in batches)
+        for merge_pixels in (0, DEFAULT_MERGE_PIXELS):
+            batches = check_plan(extents, cap, merge_pixels)
+            if cap == 1:
+                assert all(batch.rows.size == 1 for batch in batches)
     distinct_sizes = {window_size_for(value) for value in extents}
-    default = list(plan_windows(extents))
-    assert len(default) == len(distinct_sizes)  # no needless split under the default cap
+    unmerged = list(plan_windows(extents, merge_pixels=0))
+    assert len(unmerged) == len(distinct_sizes)  # no needless split under the default cap
     # a huge source gets its own batch above the cap instead of being dropped
     (huge,) = [batch for batch in check_plan(extents, 5_000) if batch.size >= 1400]
     assert huge.rows.size == 1
@@ -191,8 +196,34 @@ def test_cupy_windows_match_numpy():
     assert sorted(np.concatenate([batch.rows for batch in batches])) == list(range(100))
 
 
-def test_planned_sizes_equal_window_size_for():
+def test_planned_sizes_equal_window_size_for_without_merging():
     rng = np.random.default_rng(11)
     extent = np.concatenate([rng.uniform(0, 40, 500), rng.uniform(0, 3000, 50), [0.0, 2.0, 3.5]])
-    planned = {int(row): batch.size for batch in plan_windows(extent) for row in batch.rows}
+    plan = plan_windows(extent, merge_pixels=0)
+    planned = {int(row): batch.size for batch in plan for row in batch.rows}
     assert [planned[row] for row in range(extent.size)] == [window_size_for(e) for e in extent]
+
+
+@pytest.mark.parametrize("merge_pixels", [100, 2_000, DEFAULT_MERGE_PIXELS, 10**9])
+def test_merging_widens_groups_within_the_pixel_budget(merge_pixels):
+    """Going up the sizes, a group is widened to the next size only if that costs at most
+    ``merge_pixels`` pixels: the pixels wasted in all stay below (merges x budget), and no two
+    neighbouring groups could have been merged within the budget."""
+    rng = np.random.default_rng(12)
+    extent = np.exp(rng.uniform(np.log(0.5), np.log(80.0), 300))
+    own = np.array([window_size_for(e) for e in extent])
+    batches = check_plan(extent, DEFAULT_MAX_WINDOW_PIXELS, merge_pixels)
+    groups = {}  # widened size -> its sources (a group may span batches under the cap)
+    for batch in batches:
+        groups.setdefault(batch.size, []).extend(batch.rows)
+    sizes = sorted(groups)
+    wasted = sum(int((size**2 - own[groups[size]] ** 2).sum()) for size in sizes)
+    merges = np.unique(own).size - len(sizes)
+    assert wasted <= merges * merge_pixels
+    for low, high in itertools.pairwise(sizes):
+        widest_below = own[groups[high]].min()  # the smallest size that went into `high`
+        assert len(groups[low]) * (widest_below**2 - low**2) > merge_pixels
+    if merge_pixels == 10**9:
+        assert len(sizes) == 1
+    if merge_pixels == 100:
+        assert len(sizes) > 5  # a small budget leaves most sizes apart
