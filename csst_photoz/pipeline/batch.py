@@ -534,7 +534,9 @@ def run(
             else:
                 pending.append(source)
         cluster = {"client": client, "address": address, "scheduler_file": scheduler_file}
-        with connect(**cluster, n_workers=n_workers, memory_limit=memory_limit) as dask_client:
+        with connect(
+            **cluster, n_workers=n_workers, memory_limit=memory_limit, gpu_memory=config.gpu
+        ) as dask_client:
             if not local:
                 _refuse_cuda_without_gpu(config, dask_client)
             _check_worker_memory(dask_client, need, base, memory_limit)

@@ -128,3 +128,13 @@ def test_the_job_script_starts_gpu_workers_with_the_helpers_options():
     assert 'dask cuda worker "${common[@]}" "${pool_args[@]}" "${worker_args[@]}"' in text
     assert text.index('read -r -a run_args <<<"${CSST_RUN_ARGS:-}"') < text.index("gpu_memory")
     subprocess.run(["bash", "-n", str(SBATCH)], check=True, timeout=30)
+
+
+def test_run_starts_its_local_gpu_cluster_with_the_configured_pool(fake_dask_cuda, tmp_path):
+    from csst_photoz.pipeline import run
+
+    config = load_project_config(
+        overrides=['pipeline.gpu.rmm_pool_size="20GB"', "pipeline.device=cpu"]
+    ).pipeline
+    run([], tmp_path / "out", models=[], config=config, progress=False)
+    assert fake_dask_cuda["rmm_pool_size"] == "20GB"
