@@ -223,8 +223,9 @@ def test_snr_without_neighbours_gives_the_neighbours_pixels_no_weight():
     pair = ((60.0, 60.0, 5e4, 3.0, 3.0, 0.0), (68.0, 60.0, 5e4, 3.0, 3.0, 0.0))
     tile = scene_tile(seed=33, sources=pair)
     config = PhotometryConfig(subtract_background=False, kron_factor=2.5)
-    plain = measure_tile(tile, config=config).table
-    masked = measure_tile(tile, config=config.model_copy(update={"snr_mask_neighbours": True}))
+    assert config.snr_mask_neighbours  # the default
+    plain = measure_tile(tile, config=config.model_copy(update={"snr_mask_neighbours": False}))
+    plain, masked = plain.table, measure_tile(tile, config=config)
     snr = plain["detection_snr"].to_numpy()[rows_at(plain, pair)]
     masked_snr = masked.table["detection_snr"].to_numpy()[rows_at(masked.table, pair)]
     assert (masked_snr < 0.95 * snr).all()
@@ -238,13 +239,20 @@ def test_clean_keeps_isolated_galaxies():
     assert table.equals(measure_tile(tile, config=CONFIG).table)
 
 
-def test_the_recorded_settings_of_the_defaults_are_0_1s():
-    """A v0.1 run's recorded photometry settings equal today's defaults' record (it resumes)."""
+def test_a_v0_1_record_reads_back_as_0_1s_recipe():
+    """A v0.1 run's recorded photometry settings are today's defaults with the masked S/N off
+    (0.1.0's recipe, which that run resumes with); a record leaves out the keys added since
+    0.1.0 only at 0.1.0's values, so a default run records ``snr_mask_neighbours``."""
     import json
     from pathlib import Path
 
     run = Path(__file__).parents[1] / "fixtures" / "v0_1" / "run" / "run.json"
     recorded = json.loads(run.read_text())["pipeline"]["photometry"]
-    assert PhotometryConfig().recorded() == recorded
-    assert PhotometryConfig.model_validate(recorded) == PhotometryConfig()
+    v0_1 = PhotometryConfig(snr_mask_neighbours=False)
+    assert v0_1.recorded() == recorded
+    assert PhotometryConfig.from_recorded(recorded) == v0_1
+    assert PhotometryConfig.model_validate(recorded) == PhotometryConfig()  # not a record read
+    today = PhotometryConfig().recorded()
+    assert today == {**recorded, "snr_mask_neighbours": True}
+    assert PhotometryConfig.from_recorded(today) == PhotometryConfig()
     assert PhotometryConfig(clean=True).recorded()["clean"] is True
