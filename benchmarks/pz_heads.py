@@ -3,8 +3,10 @@
 The project's MLP is trained three times through ``csst-photoz train mlp --table`` (the
 early-stopping recipe, as ``benchmarks/baselines_dc2.py`` runs it) on
 ``test_dc2_training_9816.hdf5``, with ``training.pz_head`` = ``none``, ``softmax`` and
-``mixture``, and tested on ``test_dc2_validation_9816.hdf5``. Training files (checkpoints,
-states, logs) stay in ``--workdir``, so a rerun resumes or reuses them.
+``mixture``, and tested on ``test_dc2_validation_9816.hdf5``. A fourth network,
+``mixture-fit``, is the headless one given a mixture head afterwards by ``csst-photoz pz fit``
+(fitted on its frozen last hidden layer: the way a trained checkpoint gains a p(z)). Training
+files (checkpoints, states, logs) stay in ``--workdir``, so a rerun resumes or reuses them.
 
 For each network it reports, on the test file:
 
@@ -38,7 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import cpu_model, pin_threads, write_results
 from baselines_dc2 import BANDS, TEST_FILE, TRAIN_FILE, _data_dir, _write_magnitudes, load_dc2
 
-HEADS = ("none", "softmax", "mixture")
+#: The headless network with a mixture head fitted afterwards on its frozen hidden layer.
+FITTED = "mixture-fit"
+HEADS = ("none", "softmax", "mixture", FITTED)
 COLUMNS = [
     "--bands", ",".join(BANDS), "--flux-columns", "mag_{band}_lsst",
     "--error-columns", "mag_err_{band}_lsst", "--flux-unit", "ABmag",
@@ -56,6 +60,21 @@ def train(work: Path, head: str, threads: int, epochs: int | None) -> Path:
     arguments += ["--set", f'training.pz_head="{head}"', "--out", str(checkpoint)]
     if epochs is not None:
         arguments += ["--epochs", str(epochs)]
+    if cli(arguments) != 0:
+        raise RuntimeError(f"csst-photoz {' '.join(arguments)} failed")
+    return checkpoint
+
+
+def fit_head(work: Path, threads: int, epochs: int | None) -> Path:
+    """The headless network with a mixture head fitted by ``csst-photoz pz fit`` (or reused)."""
+    from csst_photoz.cli import main as cli
+
+    base = train(work, "none", threads, epochs)
+    checkpoint = work / f"mlp_{FITTED}.pt"
+    if checkpoint.is_file():
+        return checkpoint
+    arguments = ["pz", "fit", "--checkpoint", str(base), "--data", str(work / "dc2_train.parquet")]
+    arguments += ["--out", str(checkpoint), "--threads", str(threads), "--quiet"]
     if cli(arguments) != 0:
         raise RuntimeError(f"csst-photoz {' '.join(arguments)} failed")
     return checkpoint
@@ -243,12 +262,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     z_none = None
     for head in args.heads.split(","):
-        checkpoint = train(work, head, args.threads, args.epochs)
+        if head == FITTED:
+            checkpoint = fit_head(work, args.threads, args.epochs)
+            trained = work / "mlp_none.pt"
+        else:
+            checkpoint = trained = train(work, head, args.threads, args.epochs)
         model, estimate = predict(checkpoint, test)
         row = evaluate(model, estimate, test["z"], tomo)
-        log = read_log(checkpoint.with_suffix(".log.jsonl"))
+        log = read_log(trained.with_suffix(".log.jsonl"))
         row["epochs"] = len(log)
-        row["best_epoch"] = read_metadata(checkpoint).validation_metrics["epoch"]
+        row["best_epoch"] = read_metadata(trained).validation_metrics["epoch"]
         row["_pit"] = {"Gaussian": pit_values(test["z"], estimate.z, estimate.z_err)}
         if estimate.pz is not None:
             row["_pit"]["p(z)"] = pz_pit(estimate.pz, estimate.pz_grid, test["z"])

@@ -282,9 +282,10 @@ class PzHeadFit(_Record):
     """How a p(z) head was fitted after its network, on the frozen last hidden layer.
 
     ``csst-photoz pz fit`` (:func:`csst_photoz.training.pz_fit.fit_pz_head`) gives a trained
-    network (with or without a head) a new p(z) head: the network's weights, point estimate
-    and uncertainty are unchanged, only the head is trained, on the network's training split.
-    A head trained with its network (``csst-photoz train``) has no such record.
+    network (with or without a head) a new p(z) head, and ``csst-photoz train`` refits the
+    head it trained with the network on the best network at the end: the network's weights,
+    point estimate and uncertainty are unchanged, only the head is trained, on the network's
+    training split.
 
     Attributes
     ----------
@@ -296,7 +297,8 @@ class PzHeadFit(_Record):
         Training galaxies and augmented copies of each (flux realisations and/or stamp
         rotations, as the network's recipe draws them).
     epochs, best_epoch
-        Epochs run and the epoch kept (lowest validation loss).
+        Epochs run and the epoch kept (lowest validation loss; 0: the head it started from,
+        trained with the network, was kept).
     validation_loss
         The head's loss (negative log-likelihood or cross-entropy) on the validation split at
         the kept epoch.
@@ -312,7 +314,7 @@ class PzHeadFit(_Record):
     galaxies: int = Field(gt=0)
     copies: int = Field(gt=0)
     epochs: int = Field(ge=1)
-    best_epoch: int = Field(ge=1)
+    best_epoch: int = Field(ge=0)
     validation_loss: float
     seed: int
     package_version: str

@@ -15,7 +15,12 @@ as the network's recipe (:mod:`.recipes`) says:
    cause), step the learning-rate schedule, keep a copy of the best weights, append a log line
    (:mod:`.log`) and write the training state (with the best weights);
 4. stop after the schedule's epochs or when early stopping says so;
-5. calibrate the best model's uncertainties (and recalibrate its p(z)) on the validation
+5. refit the best model's p(z) head (if it has one) on its frozen last hidden layer
+   (:func:`~csst_photoz.training.pz_fit.refit_head`: features of the epoch's augmented copies
+   computed once, the head alone trained from where it stands, early stopping on the
+   validation loss; on RAIL's DC2 data this takes the PIT KS from 0.019 to 0.010 and the
+   CRPS from 0.0417 to 0.0399, ``benchmarks/pz_heads.py``), then
+   calibrate its uncertainties (and recalibrate its p(z)) on the validation
    tensors in memory
    (:func:`~csst_photoz.training.calibrate.calibrate_model`; ``calibrate=False`` skips it),
    fit its domain reference on the training rows (:func:`~csst_photoz.models.domain.fit_domain`:
@@ -63,6 +68,7 @@ from .config import Schedule, TrainingConfig
 from .data import TrainingDataError, TrainingSet, load_training_set
 from .distributed import DistributedContext, distributed_context
 from .log import EpochLog, read_log
+from .pz_fit import REFIT_METHOD, refit_head
 from .recipes import Recipe, recipe
 from .split import Split, split_rows
 from .state import (
@@ -283,6 +289,13 @@ class _Run:
         best = _new_model(
             self.module.architecture, config_to_dict(self.module.config), self.best_weights
         ).to(self.ctx.device)
+        if best.pz_config is not None:  # the head, refitted on the best network's features
+            best.pz_head_fit, _ = refit_head(
+                best, self.train_set, self.validation_set, plan=self.plan,
+                copies=self.plan.copies, seed=self.config.seed, data=str(self.data.source),
+                data_hash=self.data.data_hash, method=REFIT_METHOD,
+                progress=self.config.progress,
+            )  # fmt: skip
         record = None
         if calibrate:
             try:

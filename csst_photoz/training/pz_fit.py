@@ -48,17 +48,22 @@ from ..io.checkpoint_metadata import PzHeadFit
 from ..models import PhotoZModel, model_class
 from ..models.base import config_to_dict
 from ..models.pz_head import PzConfig, pz_loss
-from .augment import augment_batch, epoch_generator, with_band_dropout
+from .augment import AugmentPlan, augment_batch, epoch_generator, with_band_dropout
 from .batches import TensorSet
 from .calibrate import calibrate_model
 from .config import TrainingConfig
 from .data import TrainingDataError
 from .recipes import recipe
 
-__all__ = ["METHOD", "PzFitResult", "fit_pz_head"]
+__all__ = ["METHOD", "REFIT_METHOD", "PzFitResult", "fit_pz_head", "refit_head"]
 
 #: What `fit_pz_head` trains on what (recorded in the checkpoint).
 METHOD = "p(z) head fitted on the frozen network's last hidden layer (training split)"
+#: What `~csst_photoz.training.train_model` does with a head trained with its network.
+REFIT_METHOD = (
+    "p(z) head trained with the network, then refitted on the frozen best network's last "
+    "hidden layer (training split)"
+)
 _HEAD_PREFIX = "pz_head."
 
 
@@ -86,7 +91,7 @@ class PzFitResult:
 
 
 def _with_new_head(model: PhotoZModel, pz: PzConfig, seed: int) -> PhotoZModel:
-    """A copy of ``model`` with a fresh, seeded p(z) head and every other weight frozen."""
+    """A copy of ``model`` (weights, calibration, domain, metadata) with a fresh, seeded head."""
     config = {**config_to_dict(model.config), "pz": dataclasses.asdict(pz)}
     torch.manual_seed(seed)
     fresh = model_class(model.architecture).from_config_dict(config)
@@ -97,8 +102,6 @@ def _with_new_head(model: PhotoZModel, pz: PzConfig, seed: int) -> PhotoZModel:
     fresh.set_sigma_calibration(model.sigma_calibration)
     fresh.set_domain(model.domain)
     fresh.checkpoint_metadata = model.checkpoint_metadata
-    for name, parameter in fresh.named_parameters():
-        parameter.requires_grad_(name.startswith(_HEAD_PREFIX))
     return fresh.eval()
 
 
@@ -122,27 +125,27 @@ def _hidden_features(
     head = model.pz_head
     captured: list[Tensor] = []
     hook = head.register_forward_hook(
-        lambda _module, args, _out: captured.append(args[0].detach().float().cpu())
+        lambda _module, args, _out: captured.append(args[0].detach().float())
     )
-    n = len(data)
+    n, device = len(data), data.redshift.device
     redshifts = []
     try:
         bar = tqdm(total=copies * math.ceil(n / batch_size), desc=f"{label} features",
                    unit="batch", leave=False, disable=not progress)  # fmt: skip
         with bar, torch.inference_mode():
             for copy in range(copies):
-                generator = epoch_generator(seed, copy + 1)
+                generator = epoch_generator(seed, copy + 1, device=device)
                 for start in range(0, n, batch_size):
-                    index = torch.arange(start, min(start + batch_size, n))
+                    index = torch.arange(start, min(start + batch_size, n), device=device)
                     batch = data.gather(index)
                     if plan is not None:
-                        copy_index = torch.full((len(index),), copy, dtype=torch.int64)
+                        copy_index = torch.full_like(index, copy)
                         batch, _ = augment_batch(batch, copy_index, plan, generator=generator)
                     inputs: dict[str, Any] = batch.inputs()
                     if batch.stamps is not None:
                         inputs["generator"] = generator
                     model(**inputs)
-                    redshifts.append(batch.redshift.float().cpu())
+                    redshifts.append(batch.redshift.float())
                     bar.update()
     finally:
         hook.remove()
@@ -161,16 +164,24 @@ def _train_head(
     seed: int,
     progress: bool,
 ) -> tuple[int, float, list[dict[str, float]]]:
-    """Adam on the head alone; keeps the best epoch's weights. Returns (best, loss, history)."""
+    """Adam on the head alone; keeps the best epoch's weights. Returns (best, loss, history).
+
+    Epoch 0 is the head as it starts: a head trained with its network is kept as it is if no
+    epoch on the final features improves its validation loss.
+    """
     head, pz = model.pz_head, model.pz_config
     features, redshift = train
     optimizer = torch.optim.Adam(head.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
-    best_epoch, best_loss, best_state, history = 0, math.inf, None, []
+    head.eval()
+    with torch.inference_mode():  # epoch 0: the head as it starts (kept if nothing improves)
+        best_loss = float(pz_loss(pz, head(validation[0]), validation[1]))
+    best_epoch, history = 0, []
+    best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
     bar = tqdm(range(1, max_epochs + 1), desc="p(z) head", unit="epoch", disable=not progress)
     for epoch in bar:
         head.train()
-        order = torch.randperm(len(redshift), generator=generator)
+        order = torch.randperm(len(redshift), generator=generator).to(redshift.device)
         total = 0.0
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
@@ -191,9 +202,97 @@ def _train_head(
         bar.set_postfix(val=f"{val_loss:.4f}", best=best_epoch)
         if epoch - best_epoch >= patience:
             break
-    assert best_state is not None  # the first epoch always improves on infinity
     head.load_state_dict(best_state)
     return best_epoch, best_loss, history
+
+
+def refit_head(
+    model: PhotoZModel,
+    train_set: TensorSet,
+    validation_set: TensorSet,
+    *,
+    plan: AugmentPlan,
+    copies: int,
+    seed: int,
+    data: str,
+    data_hash: str,
+    method: str,
+    max_epochs: int = 200,
+    patience: int = 10,
+    batch_size: int = 1024,
+    learning_rate: float = 1e-3,
+    progress: bool = True,
+) -> tuple[PzHeadFit, list[dict[str, float]]]:
+    """Train ``model``'s p(z) head, in place, on the frozen network's last hidden layer.
+
+    Steps 2 and 3 of the module docstring: the features of ``copies`` augmented copies of the
+    training galaxies (``plan``) and of the unaugmented validation galaxies, computed once in
+    evaluation mode; Adam on the head alone, keeping the epoch of lowest validation loss
+    (epoch 0: the head as it starts). Every other weight is left as it is.
+
+    Parameters
+    ----------
+    model
+        A trained network with a p(z) head (fresh, or trained with the network).
+    train_set, validation_set
+        Its training and validation galaxies (the inputs it reads).
+    plan
+        The network's augmentation (copy ``c`` is drawn as its training drew copy ``c``).
+    copies
+        Augmented copies of each training galaxy.
+    seed
+        Seed of the augmentation and the batch order.
+    data, data_hash, method
+        Recorded in the returned record.
+    max_epochs, patience, batch_size, learning_rate, progress
+        As in `fit_pz_head`.
+
+    Returns
+    -------
+    record : PzHeadFit
+        How the head was fitted (set it as ``model.pz_head_fit`` to save it).
+    history : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``val_loss``.
+    """
+    if model.pz_config is None:
+        raise ValueError(f"this {model.variant} network has no p(z) head to fit")
+    if copies < 1:
+        raise ValueError(f"copies must be >= 1, got {copies}")
+    was_training = model.training
+    requires = {name: p.requires_grad for name, p in model.named_parameters()}
+    try:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name.startswith(_HEAD_PREFIX))
+        model.eval()
+        common = {"seed": seed, "batch_size": max(batch_size, 4096), "progress": progress}
+        train_features = _hidden_features(
+            model, train_set, copies=copies, plan=plan, label="training", **common
+        )
+        validation_features = _hidden_features(
+            model, validation_set, copies=1, plan=None, label="validation", **common
+        )
+        best_epoch, best_loss, history = _train_head(
+            model, train_features, validation_features, max_epochs=max_epochs,
+            patience=patience, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+            progress=progress,
+        )  # fmt: skip
+    finally:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(requires[name])
+        model.train(was_training)
+    record = PzHeadFit(
+        method=method,
+        data=data,
+        data_hash=data_hash,
+        galaxies=len(train_set),
+        copies=copies,
+        epochs=len(history),
+        best_epoch=best_epoch,
+        validation_loss=best_loss,
+        seed=seed,
+        package_version=__version__,
+    )
+    return record, history
 
 
 def fit_pz_head(
@@ -259,8 +358,6 @@ def fit_pz_head(
     model = _with_new_head(network, pz, seed)
     plan = with_band_dropout(kind.augmentation(config), model, config.band_dropout)
     copies = int(copies if copies is not None else plan.copies)
-    if copies < 1:
-        raise ValueError(f"copies must be >= 1, got {copies}")
     select = {"fluxes": kind.reads_fluxes, "stamps": kind.reads_stamps}
     train_rows, validation_rows = (dataset.positions(split.train),
                                    dataset.positions(split.validation))  # fmt: skip
@@ -271,33 +368,13 @@ def fit_pz_head(
         )
     train_set = TensorSet.from_training_set(dataset, train_rows, **select)
     validation_set = TensorSet.from_training_set(dataset, validation_rows, **select)
-    common = {"seed": seed, "batch_size": max(batch_size, 4096), "progress": progress}
-    train_features = _hidden_features(
-        model, train_set, copies=copies, plan=plan, label="training", **common
-    )
-    validation_features = _hidden_features(
-        model, validation_set, copies=1, plan=None, label="validation", **common
-    )
-    best_epoch, best_loss, history = _train_head(
-        model, train_features, validation_features, max_epochs=max_epochs, patience=patience,
-        batch_size=batch_size, learning_rate=learning_rate, seed=seed, progress=progress,
+    record, history = refit_head(
+        model, train_set, validation_set, plan=plan, copies=copies, seed=seed,
+        data=str(dataset.source), data_hash=dataset.data_hash, method=METHOD,
+        max_epochs=max_epochs, patience=patience, batch_size=batch_size,
+        learning_rate=learning_rate, progress=progress,
     )  # fmt: skip
-    for parameter in model.parameters():
-        parameter.requires_grad_(True)
-    model.eval()
     calibrate_model(model, validation_set, data=str(dataset.source))
-    record = PzHeadFit(
-        method=METHOD,
-        data=str(dataset.source),
-        data_hash=dataset.data_hash,
-        galaxies=len(train_set),
-        copies=copies,
-        epochs=len(history),
-        best_epoch=best_epoch,
-        validation_loss=best_loss,
-        seed=seed,
-        package_version=__version__,
-    )
     model.pz_head_fit = record
     from ..models import save_model
 

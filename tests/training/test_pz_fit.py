@@ -11,7 +11,7 @@ from csst_photoz.cli import main as cli_main
 from csst_photoz.models import load_model, read_metadata, save_model
 from csst_photoz.training import calibrate_checkpoint, train_model
 from csst_photoz.training.predict import PredictionError
-from csst_photoz.training.pz_fit import fit_pz_head
+from csst_photoz.training.pz_fit import REFIT_METHOD, fit_pz_head
 
 _TRAINED: dict[str, tuple] = {}
 
@@ -138,3 +138,15 @@ def test_calibrate_refits_the_pz_recalibration(
     np.testing.assert_allclose(again.calibration.levels, original.calibration.levels)
     np.testing.assert_allclose(again.calibration.pit_cdf, original.calibration.pit_cdf)
     assert again.head_fit == original.head_fit
+
+
+def test_training_refits_its_head_on_the_best_network(tmp_path, write_folder, fast_config):
+    folder = write_folder(tmp_path / "set", n=300, size=40, seed=6)
+    config = fast_config.with_updates(max_epochs=1, batch_size=128)
+    best = train_model("mlp", folder, config, tmp_path / "mlp.pt").paths.best
+    meta = read_metadata(best)
+    fit = meta.pz.head_fit
+    assert fit is not None and fit.method == REFIT_METHOD
+    assert fit.data_hash == meta.training.data_hash
+    assert fit.galaxies == meta.training.split.n_train and fit.copies == 2
+    assert 0 <= fit.best_epoch <= fit.epochs
