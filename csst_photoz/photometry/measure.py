@@ -522,6 +522,7 @@ def _detect(pixels: _Pixels, bands: list[str], config: PhotometryConfig, xp: Any
         deblend_cont=config.deblend_cont,
         deblend_nthresh=config.deblend_nthresh,
         mask=~valid,
+        clean_inputs=config.clean,
     )
     return _Detection(image, variance, valid, found)
 

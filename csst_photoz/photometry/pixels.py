@@ -138,6 +138,8 @@ def detection_image(
     unit = all(w == 1.0 for w in weights)
     image = _weighted_sum(images, index, None if unit else weights, xp)
     variance = _weighted_sum(variances, index, None if unit else [w * w for w in weights], xp)
+    if unit and bool(valid[index].all()):  # the usual case: every band everywhere, the sum
+        return image, variance, xp.ones(image.shape, dtype=bool)
     present = valid[index[0]].astype(xp.float32) * xp.float32(weights[0])
     for k, w in zip(index[1:], weights[1:], strict=True):
         present += valid[k].astype(xp.float32) * xp.float32(w)
