@@ -147,7 +147,7 @@ def _markdown(result: dict[str, Any]) -> str:
         "",
         f"Train `{TRAIN_FILE}` ({result['n_train']} rows), test `{TEST_FILE}` "
         f"({result['n_test']} rows); `{result['command']}` on {result['cpu']}, "
-        f"{result['date']}. Early-stopping recipe, same seed for the three networks.",
+        f"{result['date']}. Early-stopping recipe, same seed for every network.",
         "",
         "## Point estimate (test file)",
         "",
