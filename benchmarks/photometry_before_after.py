@@ -21,7 +21,13 @@ from __future__ import annotations
 
 import os
 
-from _results import cpu_model, interleaved_median_times, pin_threads, write_results
+from _results import (
+    MALLOC_VARIABLES,
+    cpu_model,
+    interleaved_median_times,
+    pin_threads,
+    write_results,
+)
 
 pin_threads(1)  # before NumPy: sep is single-threaded
 
@@ -97,7 +103,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Photometry time before and after, beside sep's recipe",
         "",
-        f"`{result['command']}` on {result['cpu_model']}, one core (thread pools pinned to 1). "
+        f"`{result['command']}` on {result['cpu_model']}, one core (thread pools pinned to 1; "
+        f"malloc settings {result['malloc']}). "
         f"Load average at start {result['load_average_at_start'][0]:.2f}, at end "
         f"{result['load_average_at_end'][0]:.2f}. Each version at its own defaults, catalogue "
         "included; medians of the rounds, versions in turns within one process.",
@@ -156,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         + " ".join(sys.argv[1:] if argv is None else argv),
         "cpu_model": cpu_model(),
         "threads": 1,
+        "malloc": {name: os.environ.get(name) for name in MALLOC_VARIABLES},
         "before": args.before,
         "load_average_at_start": load_at_start,
         "load_average_at_end": list(os.getloadavg()),
