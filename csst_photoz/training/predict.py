@@ -42,6 +42,7 @@ import argparse
 import functools
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,8 @@ __all__ = [
 #: Schema-metadata key of the JSON record written with the predictions.
 METADATA_KEY = b"csst_photoz.predictions"
 _SPLITS = ("test", "validation")
+#: Recorded validation metrics a network must reproduce on data of another hash.
+_REPRODUCED = ("loss", "sigma_nmad", "outlier_fraction", "nll")
 _EXTRA_COLUMNS = ("galaxy_id", "mag_i")
 
 
@@ -177,11 +180,6 @@ def _check_split(loaded: Sequence[_Loaded], data: Any) -> Any:
 
     split, reference = None, None
     for item in loaded:
-        if item.training.data_hash != data.data_hash:
-            raise PredictionError(
-                f"{item.path}: trained on other data (hash {item.training.data_hash[:12]}...) "
-                f"than {data.source} (hash {data.data_hash[:12]}...)"
-            )
         info, config = item.training.split, item.training.config
         if info.n_rows != data.n_table_rows:
             raise PredictionError(
@@ -195,6 +193,14 @@ def _check_split(loaded: Sequence[_Loaded], data: Any) -> Any:
                 f"{item.path}: the split redrawn from its seed {info.seed} and fractions "
                 f"{fractions} does not match its recorded fingerprint"
             )
+        if item.training.data_hash != data.data_hash and not _reproduces_validation(
+            item, data, mine
+        ):
+            raise PredictionError(
+                f"{item.path}: trained on other data (hash {item.training.data_hash[:12]}...) "
+                f"than {data.source} (hash {data.data_hash[:12]}...), and it does not reproduce "
+                "its recorded validation metrics on this data"
+            )
         if split is None:
             split, reference = mine, item
         elif mine.fingerprint() != split.fingerprint():
@@ -203,6 +209,50 @@ def _check_split(loaded: Sequence[_Loaded], data: Any) -> Any:
                 f"{info.seed}) than {reference.path}; predict them separately"
             )
     return split
+
+
+def _reproduces_validation(item: _Loaded, data: Any, split: Any) -> bool:
+    """Whether the network gives its recorded validation metrics on ``data``'s validation split.
+
+    The data hash covers the table file's bytes, so a training set written again with the same
+    values (the same seeds simulated by a later version, whose files carry other metadata)
+    has another hash. The network's own predictions on the validation split (unclamped,
+    uncalibrated, as training validated them) then reproduce the recorded MAE, sigma_NMAD,
+    outlier fraction and NLL to 1e-5 relative only if the galaxies, inputs and redshifts are
+    the same; such data is accepted, with a warning. A network trained under reduced precision
+    (bfloat16 on a GPU) does not reproduce them on the CPU and needs the matching hash.
+    """
+    from .validation import validation_metrics
+
+    recorded = item.metadata.validation_metrics
+    keys = [k for k in _REPRODUCED if isinstance(recorded.get(k), int | float)]
+    chosen = data.positions(split.validation)
+    if not keys or chosen.size == 0:
+        return False
+    stamps = None
+    if "stamps" in item.model.input_names:
+        if data.stamps is not None:
+            stamps = data.stamps[chosen]
+        else:
+            stamps = _stamps_for(item, data, data.rows[chosen], {})
+    model, domain = item.model, item.model.domain
+    model.set_domain(None)
+    try:
+        estimate = model.predict(data.fluxes[chosen], data.flux_errors[chosen], stamps, pz=False)
+    finally:
+        model.set_domain(domain)
+    metrics = validation_metrics(
+        data.redshift[chosen], estimate.z, np.log(estimate.z_err / model.sigma_scale)
+    )
+    same = all(np.isclose(metrics[k], recorded[k], rtol=1e-5, atol=1e-9) for k in keys)
+    if same:
+        warnings.warn(
+            f"{item.path}: {data.source} has another data hash ({data.data_hash[:12]}... vs "
+            f"the recorded {item.training.data_hash[:12]}...), but the network reproduces its "
+            f"recorded validation {', '.join(keys)} on it to 1e-5: taken as its training set",
+            stacklevel=3,
+        )
+    return bool(same)
 
 
 def checkpoint_training_set(

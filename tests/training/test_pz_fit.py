@@ -9,7 +9,7 @@ import torch
 
 from csst_photoz.cli import main as cli_main
 from csst_photoz.models import load_model, read_metadata, save_model
-from csst_photoz.training import calibrate_checkpoint, train_model
+from csst_photoz.training import calibrate_checkpoint, split_rows, train_model
 from csst_photoz.training.predict import PredictionError
 from csst_photoz.training.pz_fit import REFIT_METHOD, fit_pz_head
 
@@ -150,3 +150,39 @@ def test_training_refits_its_head_on_the_best_network(tmp_path, write_folder, fa
     assert fit.data_hash == meta.training.data_hash
     assert fit.galaxies == meta.training.split.n_train and fit.copies == 2
     assert 0 <= fit.best_epoch <= fit.epochs
+
+
+def _rewrite(folder, target, change=None):
+    """A copy of the training-set folder whose table file has other bytes (metadata added),
+    and, with ``change``, one flux of a validation galaxy changed."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shutil.copytree(folder, target)
+    table = pq.read_table(target / "stamps.parquet")
+    if change is not None:
+        column = table["kron_flux_g"].to_numpy().copy()
+        column[change] *= 1.5
+        table = table.set_column(table.schema.get_field_index("kron_flux_g"), "kron_flux_g",
+                                 pa.array(column))  # fmt: skip
+    metadata = {**(table.schema.metadata or {}), b"rewritten": b"by a later version"}
+    pq.write_table(table.replace_schema_metadata(metadata), target / "stamps.parquet")
+    return target
+
+
+def test_same_values_under_another_hash_are_accepted_other_values_refused(
+    tmp_path, tmp_path_factory, write_folder, fast_config
+):
+    folder, checkpoint = _trained("mlp", tmp_path_factory, write_folder, fast_config)
+    same = _rewrite(folder, tmp_path / "same")
+    with pytest.warns(UserWarning, match="reproduces its recorded validation"):
+        fit_pz_head(checkpoint, same, tmp_path / "a.pt", max_epochs=1, progress=False)
+    training = read_metadata(checkpoint).training
+    fractions = {k: training.config[k] for k in ("test_fraction", "validation_fraction")}
+    split = split_rows(training.split.n_rows, seed=training.split.seed, **fractions)
+    validation_row = int(split.validation[0])
+    changed = _rewrite(folder, tmp_path / "changed", change=validation_row)
+    with pytest.raises(PredictionError, match="does not reproduce its recorded validation"):
+        fit_pz_head(checkpoint, changed, tmp_path / "b.pt", max_epochs=1, progress=False)
