@@ -410,9 +410,12 @@ def _usable_pixels(
     given = (images, variances)
     images = xp.asarray(images, dtype=xp.float32)
     variances = xp.asarray(variances, dtype=xp.float32)
-    # may the stacks be changed in place? (asked for, or converted copies made just now)
-    own_images = _may_write(images, overwrite_input or images is not given[0])
-    own_variances = _may_write(variances, overwrite_input or variances is not given[1])
+    # may the stacks be changed in place? (asked for, or converted copies made just now; not
+    # a view of the caller's stack: asarray of a '<f4' array read from zarr is a new object)
+    own_images = _may_write(images, overwrite_input or not xp.may_share_memory(images, given[0]))
+    own_variances = _may_write(
+        variances, overwrite_input or not xp.may_share_memory(variances, given[1])
+    )
     if mask is not None:
         mask = mask[None] if mask.ndim == 2 else mask
     valid = usable_pixels(images, variances, mask, bad_bits=config.bad_mask_bits)

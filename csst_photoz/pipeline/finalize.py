@@ -410,14 +410,19 @@ def finalize_catalog(
 def _comparable(pipeline: Mapping[str, Any]) -> dict[str, Any]:
     """Pipeline settings as a partition or ``run.json`` records them, in one form to compare.
 
-    Validated by `PipelineConfig` (so a key left out at its default, as ``run.json`` leaves the
-    photometry keys added since 0.1.0, compares equal to it), scheduling keys dropped; settings
+    Validated by `PipelineConfig`, the photometry by `PhotometryConfig.from_recorded` (a
+    photometry key added since 0.1.0 that ``run.json`` leaves out holds 0.1.0's value, which is
+    not always today's default: ``snr_mask_neighbours``), scheduling keys dropped; settings
     that do not validate are compared as written.
     """
+    from ..photometry.measure import PhotometryConfig
     from .config import PipelineConfig
 
     try:
-        dumped = PipelineConfig.model_validate(dict(pipeline)).model_dump(mode="json")
+        data = dict(pipeline)
+        if isinstance(data.get("photometry"), Mapping):
+            data["photometry"] = PhotometryConfig.from_recorded(data["photometry"]).model_dump()
+        dumped = PipelineConfig.model_validate(data).model_dump(mode="json")
     except ValueError:
         dumped = dict(pipeline)
     return {k: v for k, v in dumped.items() if k not in SCHEDULING_KEYS}

@@ -83,10 +83,19 @@ def test_counting_changes_no_measurement(tiles):
     assert backend.array_module(np.ones(2)) is np
 
 
-def test_no_stage_syncs_or_launches_once_per_source(tiles):
+def test_no_stage_syncs_or_launches_once_per_source(tiles, monkeypatch):
     """A count that grows with the sources is a loop over them (data-dependent branches may
-    add a few: at 192^2 -> 384^2 detection went from 87 to 93 syncs, then stayed)."""
+    add a few: at 192^2 -> 384^2 detection went from 87 to 93 syncs, then stayed). Checked with
+    the aperture windows batched by size alone: merging small groups of windows
+    (`plan_windows`' ``merge_pixels``) gives a tile with few sources fewer batches, a growth
+    bounded by the window sizes, not by the sources; merging never adds any."""
+    from csst_photoz.photometry import windows
+
+    defaults = windows.plan_windows.__kwdefaults__
+    monkeypatch.setattr(windows.plan_windows, "__kwdefaults__", {**defaults, "merge_pixels": 0})
     small, large = (launch_budget.count_tile(tile, 64) for tile in tiles)
+    monkeypatch.setattr(windows.plan_windows, "__kwdefaults__", defaults)
+    merged = [launch_budget.count_tile(tile, 64) for tile in tiles]
     added = large["sources"] - small["sources"]
     assert added >= 50
     for stage, counts in large["stages"].items():
@@ -96,6 +105,8 @@ def test_no_stage_syncs_or_launches_once_per_source(tiles):
                 stage, key, before[f"{key}_by_op" if key == "launches" else "syncs_by_kind"],
                 counts[f"{key}_by_op" if key == "launches" else "syncs_by_kind"],
             )  # fmt: skip
+            for with_merging, without in zip(merged, (small, large), strict=True):
+                assert with_merging["stages"][stage][key] <= without["stages"][stage][key]
 
 
 def test_extrapolation_is_linear_in_pixels_and_projection_uses_the_stated_constants():

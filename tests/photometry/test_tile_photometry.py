@@ -278,3 +278,17 @@ def test_cupy_gives_the_numpy_catalogue():
         )
     stamps, _ = got.stamps()
     np.testing.assert_allclose(stamps.get(), expected.stamps()[0], rtol=1e-5, atol=1e-4)
+
+
+def test_measure_tile_leaves_the_callers_tile_unchanged():
+    """A stack read from zarr has dtype '<f4': asarray(..., float32) of it is a new view of the
+    same memory, not a copy, and must not be written (unless overwrite_input)."""
+    tile = scene_tile(seed=4)
+    little_endian = np.dtype(np.float32).newbyteorder("<")
+    tile = replace(tile, image=tile.image.view(little_endian),
+                   variance=tile.variance.view(little_endian))  # fmt: skip
+    image, variance = tile.image.copy(), tile.variance.copy()
+    first = measure_tile(tile).table
+    np.testing.assert_array_equal(tile.image, image)
+    np.testing.assert_array_equal(tile.variance, variance)
+    assert measure_tile(tile).table.equals(first)

@@ -63,14 +63,21 @@ def test_project_file_photometry_section_and_the_older_nested_table(tmp_path):
 
 
 def test_run_settings_written_by_v0_1_still_match_todays_defaults():
-    """A v0.1 run folder resumes: its recorded settings are today's defaults, key for key."""
+    """A v0.1 run folder resumes: its recorded settings are today's defaults, key for key, but
+    for ``photometry.snr_mask_neighbours`` (on since issue 18; off in 0.1.0, and in the record
+    read back by `PhotometryConfig.from_recorded`): such a run resumes with it set to false."""
     import json
     from pathlib import Path
 
+    from csst_photoz.photometry import PhotometryConfig
+
     run_json = Path(__file__).parents[1] / "fixtures" / "v0_1" / "run" / "run.json"
     recorded = json.loads(run_json.read_text())["pipeline"]
-    config = PipelineConfig.model_validate(recorded)
+    photometry = PhotometryConfig.from_recorded(recorded["photometry"])
+    assert photometry == PhotometryConfig(snr_mask_neighbours=False)
+    config = PipelineConfig.model_validate({**recorded, "photometry": photometry.model_dump()})
     not_recorded = {"device", "batch_size", "torch_threads", "retries", "max_in_flight"}
     today = config.model_dump(mode="json", exclude=not_recorded)
     assert {**today, "photometry": config.photometry.recorded()} == recorded
     assert PipelineConfig.model_validate_json(config.model_dump_json()) == config
+    assert PipelineConfig().photometry.recorded() != recorded["photometry"]  # default: refused
