@@ -80,7 +80,12 @@ NEIGHBOUR_MARGIN_PIX = 16
 DEFAULT_POOL_SIZE = 20_000
 #: Photometry of stamps: the paper's recipe, no background mesh (stamps are background-free and
 #: smaller than a mesh box), no detection S/N cut (the central object is matched by position).
-STAMP_PHOTOMETRY = PhotometryConfig(subtract_background=False, min_detection_snr=0.0)
+#: With no cut, ``snr_mask_neighbours`` (on for tiles since issue 18) would change only the
+#: reported ``kron_detection_snr``, never a flux or a row: it stays off, so that training sets
+#: simulated since v0.1 from the same seeds stay the same, value for value.
+STAMP_PHOTOMETRY = PhotometryConfig(
+    subtract_background=False, min_detection_snr=0.0, snr_mask_neighbours=False
+)
 
 _PURPOSE_OFFSET, _PURPOSE_NEIGHBOURS, _PURPOSE_NOISE, _PURPOSE_POOL = 0, 1, 2, 3
 # galaxy ids are int64, so this key never collides with a galaxy's streams
