@@ -122,11 +122,22 @@ def test_hybrid_transfer_from_branches_with_heads_gets_its_own(make, make_inputs
     assert hybrid.predict(fluxes, errors, stamps).pz.shape == (5, 40)
 
 
-@pytest.mark.parametrize("path", [V0_1, *SHIPPED], ids=lambda p: p.name)
-def test_old_checkpoints_load_and_state_no_pz(path):
-    model = load_model(path)
+def test_old_checkpoints_load_and_state_no_pz():
+    model = load_model(V0_1)
     assert model.checkpoint_metadata.pz is None and model.pz_head is None
     assert model.pz_config is None and model.pz_record is None
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_checkpoints_have_a_fitted_recalibrated_head(path):
+    """The shipped networks got their heads from ``pz fit`` (their other weights unchanged:
+    ``test_shipped_checkpoints_predict_as_before``)."""
+    model = load_model(path)
+    record = model.checkpoint_metadata.pz
+    assert record is not None and record.kind == "mixture" and record.bins == 200
+    assert record.head_fit is not None and record.head_fit.galaxies == 26740
+    assert record.calibration is not None and record.calibration.split == "validation"
+    assert record.calibration.pit_ks_after < record.calibration.pit_ks_before
 
 
 def test_metadata_and_network_must_agree_on_the_head(tmp_path, make, monkeypatch):
