@@ -93,7 +93,7 @@ def exact_ellipse_overlap(dx: Any, dy: Any, semi_a: Any, semi_b: Any, theta: Any
         return (cx * cos_t + cy * sin_t) / semi_a, (-cx * sin_t + cy * cos_t) / semi_b
 
     # edge k runs from corner k - 1 to corner k (edge 0: from the last corner to the first)
-    size = math.prod(np.broadcast_shapes(np.shape(dx), np.shape(dy)))
+    size = math.prod(np.broadcast_shapes(getattr(dx, "shape", ()), getattr(dy, "shape", ())))
     if xp is not np or size <= _STACK_EDGES_MAX:
         # the corners on a new leading axis and the four edges in one call: four times fewer
         # array operations, whose fixed costs dominate few pixels on a CPU and any number on a
