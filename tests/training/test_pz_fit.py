@@ -2,6 +2,7 @@
 changed; the head learns; its record and recalibration are saved; other data is refused."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,3 +187,18 @@ def test_same_values_under_another_hash_are_accepted_other_values_refused(
     changed = _rewrite(folder, tmp_path / "changed", change=validation_row)
     with pytest.raises(PredictionError, match="does not reproduce its recorded validation"):
         fit_pz_head(checkpoint, changed, tmp_path / "b.pt", max_epochs=1, progress=False)
+
+
+def test_a_v0_1_checkpoint_gains_a_head_and_keeps_its_predictions(tmp_path):
+    """The checkpoint and training set frozen at v0.1 (format version 1, no head)."""
+    fixtures = Path(__file__).parents[1] / "fixtures" / "v0_1"
+    result = fit_pz_head(fixtures / "mlp.pt", fixtures / "training_set", tmp_path / "pz.pt",
+                         max_epochs=2, progress=False)  # fmt: skip
+    before, after = load_model(fixtures / "mlp.pt"), load_model(result.path)
+    assert before.pz_config is None and after.pz_config is not None
+    assert after.checkpoint_metadata.format_version == 2
+    fluxes, errors, _ = _inputs(before, 20, np.random.default_rng(8))
+    a, b = before.predict(fluxes, errors), after.predict(fluxes, errors)
+    np.testing.assert_array_equal(a.z, b.z)
+    np.testing.assert_array_equal(a.z_err, b.z_err)
+    np.testing.assert_allclose(b.pz.sum(axis=1), 1.0, rtol=1e-5)
