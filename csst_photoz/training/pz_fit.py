@@ -93,8 +93,9 @@ class PzFitResult:
 def _with_new_head(model: PhotoZModel, pz: PzConfig, seed: int) -> PhotoZModel:
     """A copy of ``model`` (weights, calibration, domain, metadata) with a fresh, seeded head."""
     config = {**config_to_dict(model.config), "pz": dataclasses.asdict(pz)}
-    torch.manual_seed(seed)
-    fresh = model_class(model.architecture).from_config_dict(config)
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        torch.manual_seed(seed)
+        fresh = model_class(model.architecture).from_config_dict(config)
     weights = {k: v for k, v in model.state_dict().items() if not k.startswith(_HEAD_PREFIX)}
     missing, unexpected = fresh.load_state_dict(weights, strict=False)
     if unexpected or any(not key.startswith(_HEAD_PREFIX) for key in missing):
@@ -110,7 +111,7 @@ def _hidden_features(
     data: TensorSet,
     *,
     copies: int,
-    plan: Any,
+    plan: AugmentPlan | None,
     seed: int,
     batch_size: int,
     progress: bool,
