@@ -20,6 +20,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..io.run_store import RunStore
 from ..pz.columns import PZ_SUFFIX, compact_column
 from ..pz.nz import NzSums, nz_partial
 
@@ -30,10 +31,12 @@ __all__ = ["catalog_partitions", "compute_nz", "partition_nz"]
 
 
 def catalog_partitions(catalog: str | os.PathLike[str]) -> list[Path]:
-    """The Parquet partitions of ``catalog`` (a file, or every ``*.parquet`` below a folder).
+    """The Parquet partitions of ``catalog``: a file, a run folder, or a (HATS) catalogue folder.
 
-    Files and folders whose names start with ``_`` or ``.`` (HATS' ``_metadata``, temporary
-    files) are left out.
+    A run folder (the ``--out`` of ``csst-photoz run``, with its ``run.json``) gives the
+    partitions of its done tiles (`RunStore.partitions`), never its manifest or failures
+    tables; any other folder every ``*.parquet`` below it, leaving out files and folders whose
+    names start with ``_`` or ``.`` (HATS' ``_metadata``, temporary files).
 
     Raises
     ------
@@ -45,6 +48,12 @@ def catalog_partitions(catalog: str | os.PathLike[str]) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such catalogue (a Parquet file or a folder)")
+    store = RunStore(path)
+    if store.settings_path.is_file():
+        done = store.partitions()
+        if not done:
+            raise FileNotFoundError(f"{path}: a run folder with no done tile")
+        return done
     found = sorted(
         file
         for file in path.rglob("*.parquet")

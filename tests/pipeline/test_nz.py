@@ -192,3 +192,16 @@ def test_another_integer_id_column_gives_the_same_nz_and_a_text_one_is_refused(t
             [tmp_path / "text.parquet"], model="mlp", tomo_edges=TOMO, grid_edges=FINE,
             id_column="objid",
         )  # fmt: skip
+
+
+def test_a_run_folder_gives_its_done_partitions_not_its_manifest_or_failures(tmp_path):
+    from pathlib import Path
+
+    run = Path(__file__).parents[1] / "fixtures" / "v0_1" / "run"
+    assert catalog_partitions(run) == [run / "tiles" / "tile_00000000.parquet"]
+    empty = tmp_path / "run"
+    empty.mkdir()
+    (empty / "run.json").write_text((run / "run.json").read_text())
+    (empty / "manifest.parquet").write_bytes((run / "manifest.parquet").read_bytes())
+    with pytest.raises(FileNotFoundError, match="a run folder with no done tile"):
+        catalog_partitions(empty)
