@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pz_tables import DISTRIBUTION_HEADER, distribution_row, nz_rows, point_cells
 from _results import cpu_model, pin_threads, write_results
 from baselines_dc2 import BANDS, TEST_FILE, TRAIN_FILE, _data_dir, _write_magnitudes, load_dc2
 
@@ -155,34 +156,16 @@ def _markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for head, row in result["heads"].items():
-        p = row["point"]
         lines.append(
-            f"| {head} | {p['sigma_nmad']:.4f} | {100 * p['outlier_fraction']:.2f} % | "
-            f"{p['bias']:+.4f} | {row['max_abs_dz_to_none']:.2g} | {row['epochs']} "
-            f"({row['best_epoch']}) |"
+            f"| {head} | {point_cells(row['point'])} | {row['max_abs_dz_to_none']:.2g} | "
+            f"{row['epochs']} ({row['best_epoch']}) |"
         )
-    lines += [
-        "",
-        "## Distributions (test file)",
-        "",
-        "| head | form | PIT KS | cov. 68 | cov. 95 | CRPS | CDE loss | multimodal | odds |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines += ["", "## Distributions (test file)", "", *DISTRIBUTION_HEADER]
     for head, row in result["heads"].items():
-        g = row["gaussian"]
-        lines.append(
-            f"| {head} | Gaussian (calibrated sigma) | {g['pit_ks']:.3f} | {g['coverage_68']:.3f} "
-            f"| {g['coverage_95']:.3f} | {g['crps']:.4f} | | | |"
-        )
+        lines.append(distribution_row(head, "Gaussian (calibrated sigma)", row["gaussian"]))
         for form in ("pz_uncalibrated", "pz_recalibrated", "pz_compact"):
-            if form not in row:
-                continue
-            m = row[form]
-            lines.append(
-                f"| {head} | {form[3:]} p(z) | {m['pit_ks']:.3f} | {m['coverage_68']:.3f} | "
-                f"{m['coverage_95']:.3f} | {m['crps']:.4f} | {m['cde_loss']:.3f} | "
-                f"{m['multimodal_fraction']:.3f} | {m['odds']:.3f} |"
-            )
+            if form in row:
+                lines.append(distribution_row(head, f"{form[3:]} p(z)", row[form]))
     lines += [
         "",
         "Coverage: central 68.27 / 95.45 % intervals (p(z)) or +-1 / 2 sigma (Gaussian). "
@@ -194,15 +177,8 @@ def _markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for head, row in result["heads"].items():
-        if "nz" not in row:
-            continue
-        nz = row["nz"]
-        for t in range(len(nz["galaxies"])):
-            lines.append(
-                f"| {head} | [{nz['z_low'][t]:.2f}, {nz['z_high'][t]:.2f}) | "
-                f"{int(nz['galaxies'][t])} | {nz['mean_z'][t]:.4f} | {nz['mean_z_err'][t]:.4f} "
-                f"| {nz['true_mean_z'][t]:.4f} | {nz['mean_bias'][t]:.4f} |"
-            )
+        if "nz" in row:
+            lines += nz_rows(row["nz"], prefix=f"{head} | ")
     lines += ["", f"Chosen default: **{result['chosen']}** ({result['why']})"]
     return "\n".join(lines) + "\n"
 

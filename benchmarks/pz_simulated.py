@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pz_tables import DISTRIBUTION_HEADER, distribution_row, nz_rows, point_cells
 from _results import cpu_model, pin_threads, write_results
 
 
@@ -40,42 +41,20 @@ def _markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for head, row in result["heads"].items():
-        p = row["point"]
-        lines.append(
-            f"| {head} | {p['sigma_nmad']:.4f} | {100 * p['outlier_fraction']:.2f} % | "
-            f"{p['bias']:+.4f} | {row['max_abs_dz_to_none']:.2g} |"
-        )
-    lines += [
-        "",
-        "| head | form | PIT KS | cov. 68 | cov. 95 | CRPS | CDE loss | multimodal | odds |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+        lines.append(f"| {head} | {point_cells(row['point'])} | {row['max_abs_dz_to_none']:.2g} |")
+    lines += ["", *DISTRIBUTION_HEADER]
     for head, row in result["heads"].items():
-        g = row["gaussian"]
-        lines.append(
-            f"| {head} | Gaussian | {g['pit_ks']:.3f} | {g['coverage_68']:.3f} | "
-            f"{g['coverage_95']:.3f} | {g['crps']:.4f} | | | |"
-        )
+        lines.append(distribution_row(head, "Gaussian", row["gaussian"]))
         if "pz" in row:
-            m = row["pz"]
-            lines.append(
-                f"| {head} | compact p(z) | {m['pit_ks']:.3f} | {m['coverage_68']:.3f} | "
-                f"{m['coverage_95']:.3f} | {m['crps']:.4f} | {m['cde_loss']:.3f} | "
-                f"{m['multimodal_fraction']:.3f} | {m['odds']:.3f} |"
-            )
+            lines.append(distribution_row(head, "compact p(z)", row["pz"]))
     nz = next((row["nz"] for row in result["heads"].values() if "nz" in row), None)
     if nz:
         lines += [
             "",
             "| bin | galaxies | <z> est | +- | <z> true | bias |",
             "|---|---|---|---|---|---|",
+            *nz_rows(nz),
         ]
-        for t in range(len(nz["galaxies"])):
-            lines.append(
-                f"| [{nz['z_low'][t]:.2f}, {nz['z_high'][t]:.2f}) | {int(nz['galaxies'][t])} | "
-                f"{nz['mean_z'][t]:.4f} | {nz['mean_z_err'][t]:.4f} | "
-                f"{nz['true_mean_z'][t]:.4f} | {nz['mean_bias'][t]:.4f} |"
-            )
     return "\n".join(lines) + "\n"
 
 
