@@ -195,14 +195,14 @@ def calibrate_checkpoint(
 
     Raises
     ------
-    csst_photoz.training.predict.PredictionError
+    csst_photoz.training.checkpoint_data.PredictionError
         If the checkpoint does not fit the data (other data hash or split).
     ValueError
         If the validation split has no usable galaxy.
     """
     from ..models import save_model
     from .batches import TensorSet
-    from .predict import checkpoint_training_set
+    from .checkpoint_data import checkpoint_training_set
 
     model, dataset, split = checkpoint_training_set(checkpoint, data)
     reads = set(model.input_names)

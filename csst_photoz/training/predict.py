@@ -5,7 +5,8 @@ reloads the training-set folder they were trained on, redraws their train / vali
 split from the seed and fractions recorded in each checkpoint, and predicts the chosen split's
 galaxies that pass the training selection. Every checkpoint must come from the same data (its
 recorded data hash) and the same split (the recomputed split's SHA-256 equals the recorded one,
-and all checkpoints agree); anything else is refused with a `PredictionError` naming the file.
+and all checkpoints agree; :mod:`.checkpoint_data`); anything else is refused with a
+`PredictionError` naming the file.
 Stamp networks get the stamps centre-cropped to the size they were trained with. The scikit-
 learn baselines (:func:`~csst_photoz.evaluation.fit_predict_baselines`) are fitted on the same
 training rows, so every column of the table is evaluated on one test set.
@@ -39,14 +40,11 @@ model ``z_<name>`` and ``z_<name>_err`` (and ``z_<name>_flag`` where the model g
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -55,15 +53,20 @@ import pyarrow.parquet as pq
 from ..cli_options import positive_int
 from ..pz.columns import photoz_columns
 from ..threads import limit_threads
-
-if TYPE_CHECKING:
-    from ..io.checkpoint_metadata import CheckpointMetadata, TrainingRecord
+from .checkpoint_data import (
+    LoadedCheckpoint,
+    PredictionError,
+    check_split,
+    column_name,
+    columns_of,
+    load_checkpoints,
+    stamps_for,
+)
 
 __all__ = [
     "METADATA_KEY",
     "PredictionError",
     "add_predict_arguments",
-    "checkpoint_training_set",
     "main",
     "predict_split",
     "predict_table",
@@ -72,246 +75,7 @@ __all__ = [
 #: Schema-metadata key of the JSON record written with the predictions.
 METADATA_KEY = b"csst_photoz.predictions"
 _SPLITS = ("test", "validation")
-#: Recorded validation metrics a network must reproduce on data of another hash.
-_REPRODUCED = ("loss", "sigma_nmad", "outlier_fraction", "nll")
 _EXTRA_COLUMNS = ("galaxy_id", "mag_i")
-
-
-class PredictionError(ValueError):
-    """Checkpoints that cannot be applied to the data as asked (the message names the file)."""
-
-
-@dataclass(frozen=True)
-class _Loaded:
-    path: Path
-    model: Any
-    metadata: CheckpointMetadata
-    training: TrainingRecord
-    name: str
-
-
-def _column_name(variant: str) -> str:
-    return variant.replace("-", "_")
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    candidate, k = name, 2
-    while candidate in taken:
-        candidate, k = f"{name}_{k}", k + 1
-    taken.add(candidate)
-    return candidate
-
-
-def _load_checkpoints(paths: Sequence[str | os.PathLike[str]]) -> list[_Loaded]:
-    from csst_photoz.models.checkpoint import load_model
-
-    if not paths:
-        raise ValueError("predict needs at least one checkpoint")
-    loaded, taken = [], {"true"}
-    for entry in paths:
-        path = Path(entry)
-        model = load_model(path)
-        metadata = model.checkpoint_metadata
-        training = metadata.training
-        if training is None:
-            raise PredictionError(
-                f"{path}: records no training data or split (not written by train_model): its "
-                "test set cannot be reconstructed"
-            )
-        name = _unique(_column_name(str(model.variant)), taken)
-        loaded.append(_Loaded(path, model, metadata, training, name))
-    return loaded
-
-
-def _declared_template(item: _Loaded, names: Sequence[str]) -> str:
-    """The ``{band}`` template of the column names a checkpoint declares, one per band.
-
-    The band may stand anywhere in the names (``flux_{band}``, ``mag_{band}_lsst``); where
-    several templates fit every band, the one with ``{band}`` furthest right is taken.
-    """
-    bands = item.model.bands
-    common: set[str] | None = None
-    for name, band in zip(names, bands, strict=True):
-        fits = {
-            name[:i] + "{band}" + name[i + len(band) :]
-            for i in range(len(name) - len(band) + 1)
-            if name.startswith(band, i)
-        }
-        common = fits if common is None else common & fits
-    if not common:
-        raise PredictionError(
-            f"{item.path}: declares input columns {list(names)}, not one name per band that "
-            "differs only by the band ('flux_{band}', 'mag_{band}_lsst', ...)"
-        )
-    return max(common, key=lambda template: template.index("{band}"))
-
-
-def _columns_of(loaded: Sequence[_Loaded]) -> Any:
-    """The table columns to read: the declared flux inputs and the recorded redshift column."""
-    from .config import DataColumns
-
-    first = loaded[0]
-    recorded = dict(first.training.config.get("columns") or {})
-    reading = [item for item in loaded if item.metadata.inputs.fluxes]
-    if reading:  # the flux columns the checkpoints declare
-        inputs = reading[0].metadata.inputs
-        recorded["flux"] = _declared_template(reading[0], inputs.flux_columns)
-        recorded["flux_err"] = _declared_template(reading[0], inputs.error_columns)
-    for other in reading[1:]:
-        if other.metadata.inputs.fluxes != reading[0].metadata.inputs.fluxes:
-            raise PredictionError(
-                f"{other.path}: reads other table columns than {reading[0].path} "
-                f"({other.metadata.inputs.flux_columns} vs "
-                f"{reading[0].metadata.inputs.flux_columns})"
-            )
-    for other in loaded[1:]:
-        if other.training.config.get("columns") != first.training.config.get("columns"):
-            raise PredictionError(
-                f"{other.path}: read other table columns than {first.path} "
-                f"({other.training.config.get('columns')} vs "
-                f"{first.training.config.get('columns')})"
-            )
-    return DataColumns.model_validate(recorded)
-
-
-def _check_split(loaded: Sequence[_Loaded], data: Any) -> Any:
-    """The split all checkpoints were trained with, recomputed and checked."""
-    from .split import split_rows
-
-    split, reference = None, None
-    for item in loaded:
-        info, config = item.training.split, item.training.config
-        if info.n_rows != data.n_table_rows:
-            raise PredictionError(
-                f"{item.path}: split over {info.n_rows} rows, but {data.source} has "
-                f"{data.n_table_rows}"
-            )
-        fractions = {k: config[k] for k in ("test_fraction", "validation_fraction") if k in config}
-        mine = split_rows(info.n_rows, seed=info.seed, **fractions)
-        if mine.fingerprint() != info.sha256:
-            raise PredictionError(
-                f"{item.path}: the split redrawn from its seed {info.seed} and fractions "
-                f"{fractions} does not match its recorded fingerprint"
-            )
-        if item.training.data_hash != data.data_hash and not _reproduces_validation(
-            item, data, mine
-        ):
-            raise PredictionError(
-                f"{item.path}: trained on other data (hash {item.training.data_hash[:12]}...) "
-                f"than {data.source} (hash {data.data_hash[:12]}...), and it does not reproduce "
-                "its recorded validation metrics on this data"
-            )
-        if split is None:
-            split, reference = mine, item
-        elif mine.fingerprint() != split.fingerprint():
-            raise PredictionError(
-                f"{item.path}: trained on another train/validation/test split (seed "
-                f"{info.seed}) than {reference.path}; predict them separately"
-            )
-    return split
-
-
-def _reproduces_validation(item: _Loaded, data: Any, split: Any) -> bool:
-    """Whether the network gives its recorded validation metrics on ``data``'s validation split.
-
-    The data hash covers the table file's bytes, so a training set written again with the same
-    values (the same seeds simulated by a later version, whose files carry other metadata)
-    has another hash. The network's own predictions on the validation split (unclamped,
-    uncalibrated, as training validated them) then reproduce the recorded MAE, sigma_NMAD,
-    outlier fraction and NLL to 1e-5 relative only if the galaxies, inputs and redshifts are
-    the same; such data is accepted, with a warning. A network trained under reduced precision
-    (bfloat16 on a GPU) does not reproduce them on the CPU and needs the matching hash.
-    """
-    from .validation import validation_metrics
-
-    recorded = item.metadata.validation_metrics
-    keys = [k for k in _REPRODUCED if isinstance(recorded.get(k), int | float)]
-    chosen = data.positions(split.validation)
-    if not keys or chosen.size == 0:
-        return False
-    stamps = None
-    if "stamps" in item.model.input_names:
-        if data.stamps is not None:
-            stamps = data.stamps[chosen]
-        else:
-            stamps = _stamps_for(item, data, data.rows[chosen], {})
-    model, domain = item.model, item.model.domain
-    model.set_domain(None)
-    try:
-        estimate = model.predict(data.fluxes[chosen], data.flux_errors[chosen], stamps, pz=False)
-    finally:
-        model.set_domain(domain)
-    metrics = validation_metrics(
-        data.redshift[chosen], estimate.z, np.log(estimate.z_err / model.sigma_scale)
-    )
-    same = all(np.isclose(metrics[k], recorded[k], rtol=1e-5, atol=1e-9) for k in keys)
-    if same:
-        warnings.warn(
-            f"{item.path}: {data.source} has another data hash ({data.data_hash[:12]}... vs "
-            f"the recorded {item.training.data_hash[:12]}...), but the network reproduces its "
-            f"recorded validation {', '.join(keys)} on it to 1e-5: taken as its training set",
-            stacklevel=3,
-        )
-    return bool(same)
-
-
-def checkpoint_training_set(
-    checkpoint: str | os.PathLike[str], data: str | os.PathLike[str]
-) -> tuple[Any, Any, Any]:
-    """A checkpoint's network, its training set and its split, checked against each other.
-
-    Parameters
-    ----------
-    checkpoint
-        A checkpoint written by ``train_model``.
-    data
-        The training set it was trained on (loaded with the inputs the network reads, stamps
-        centre-cropped to the recorded ``stamp_size``).
-
-    Returns
-    -------
-    model : PhotoZModel
-        The network, with its metadata.
-    dataset : TrainingSet
-        The training set.
-    split : Split
-        The train / validation / test split redrawn from the recorded seed and fractions.
-
-    Raises
-    ------
-    PredictionError
-        If the checkpoint records no training, reads other bands, or was trained on other
-        data (hash) or another split (fingerprint).
-    """
-    from .config import TrainingConfig
-    from .data import load_training_set
-
-    (item,) = _load_checkpoints([checkpoint])
-    columns = _columns_of([item])
-    stamp_size = TrainingConfig.model_validate(item.training.config).stamp_size
-    dataset = load_training_set(
-        data, columns=columns, stamps="stamps" in item.model.input_names, stamp_size=stamp_size
-    )
-    if tuple(item.model.bands) != tuple(dataset.bands):
-        raise PredictionError(
-            f"{item.path}: bands {list(item.model.bands)} differ from the data's "
-            f"{list(dataset.bands)}"
-        )
-    return item.model, dataset, _check_split([item], dataset)
-
-
-def _stamps_for(item: _Loaded, data: Any, table_rows: np.ndarray, cache: dict[int, Any]) -> Any:
-    from csst_photoz.io.training_set import open_stamps
-
-    from .data import centre_crop
-
-    size = item.metadata.inputs.stamps.size
-    if size not in cache:
-        if not Path(data.source).is_dir():
-            raise PredictionError(f"{item.path}: a stamp network needs a training-set folder")
-        crop = functools.partial(centre_crop, size=size)
-        cache[size] = open_stamps(data.source).read(table_rows, transform=crop)
-    return cache[size]
 
 
 def predict_split(
@@ -358,8 +122,8 @@ def predict_split(
 
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
-    loaded = _load_checkpoints(checkpoints)
-    columns = _columns_of(loaded)
+    loaded = load_checkpoints(checkpoints)
+    columns = columns_of(loaded)
     dataset = load_training_set(data, columns=columns, stamps=False)
     for item in loaded:
         if tuple(item.model.bands) != tuple(dataset.bands):
@@ -367,7 +131,7 @@ def predict_split(
                 f"{item.path}: bands {list(item.model.bands)} differ from the data's "
                 f"{list(dataset.bands)}"
             )
-    rows = _check_split(loaded, dataset)
+    rows = check_split(loaded, dataset)
     train = dataset.positions(rows.train)
     chosen = dataset.positions(getattr(rows, split))
     if chosen.size == 0:
@@ -390,7 +154,7 @@ def predict_split(
         for item in loaded:
             stamps = None
             if "stamps" in item.model.input_names:
-                stamps = _stamps_for(item, dataset, table_rows, stamp_cache)
+                stamps = stamps_for(item, dataset, table_rows, stamp_cache)
             estimate = item.model.predict(fluxes, errors, stamps, batch_size=batch_size)
             out[f"z_{item.name}"] = pa.array(estimate.z, pa.float32())
             out[f"z_{item.name}_err"] = pa.array(estimate.z_err, pa.float32())
@@ -409,7 +173,7 @@ def predict_split(
             fluxes, errors, names=tuple(baselines), n_threads=n_threads,
         )  # fmt: skip
         for name, (z, sigma) in fitted.items():
-            column = _unique(_column_name(name), taken)
+            column = column_name(name, taken)
             baseline_names[name] = column
             out[f"z_{column}"] = pa.array(np.asarray(z, np.float32), pa.float32())
             out[f"z_{column}_err"] = pa.array(np.asarray(sigma, np.float32), pa.float32())
@@ -439,7 +203,7 @@ def predict_split(
 
 
 def _table_inputs(
-    item: _Loaded, flux_columns: Any, error_columns: Any, flux_unit: str | None
+    item: LoadedCheckpoint, flux_columns: Any, error_columns: Any, flux_unit: str | None
 ) -> tuple[list[str], list[str], str | None, str]:
     """Flux and error columns to read for ``item``, the unit asked for and the declared one."""
     from .config import DataColumns
@@ -523,8 +287,8 @@ def predict_table(
     for entry in checkpoints:
         model = load_model(entry)
         metadata = model.checkpoint_metadata
-        name = _unique(_column_name(str(model.variant)), taken)
-        loaded.append(_Loaded(Path(entry), model, metadata, metadata.training, name))
+        name = column_name(str(model.variant), taken)
+        loaded.append(LoadedCheckpoint(Path(entry), model, metadata, metadata.training, name))
     plans = [_table_inputs(item, flux_columns, error_columns, flux_unit) for item in loaded]
     recorded = [(item.training.config.get("columns") or {}).get("id") for item in loaded]
     wanted_id = id_column or next((c for c in recorded if c), None)

@@ -344,12 +344,12 @@ def fit_pz_head(
 
     Raises
     ------
-    csst_photoz.training.predict.PredictionError
+    csst_photoz.training.checkpoint_data.PredictionError
         If the checkpoint records no training, or was trained on other data or another split.
     TrainingDataError
         If the training or validation split has no galaxy.
     """
-    from .predict import checkpoint_training_set
+    from .checkpoint_data import checkpoint_training_set
 
     network, dataset, split = checkpoint_training_set(checkpoint, data)
     training = network.checkpoint_metadata.training

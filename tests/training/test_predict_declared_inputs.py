@@ -8,7 +8,8 @@ import pytest
 from csst_photoz.io.checkpoint_metadata import FluxInput, InputDeclaration
 from csst_photoz.models import load_model, save_model
 from csst_photoz.training import load_training_set, split_rows, train_model
-from csst_photoz.training.predict import PredictionError, _declared_template, predict_split
+from csst_photoz.training.checkpoint_data import _declared_template
+from csst_photoz.training.predict import PredictionError, predict_split
 
 
 @pytest.fixture
